@@ -1,0 +1,81 @@
+// CPU benchmarks over the registry (Google Benchmark): every adapter's torch and eigen backends, forward and
+// forward+backward, next to the base matmul at the same shape. The figures that matter are ratios to the base
+// (bench/bench_peft.py adds PEFT's layers in one Python process); absolute times on a shared machine are noise.
+#include <benchmark/benchmark.h>
+
+#include <ATen/ATen.h>
+
+#include "checkers/adapter_harness.hpp"
+#include "core/torch_backend.hpp"
+
+namespace gg {
+namespace {
+
+struct Preset {
+  const char* label;
+  int64_t n, d, r;
+};
+const Preset kPresets[] = {{"N512_d1024_r16", 512, 1024, 16}, {"N2048_d4096_r16", 2048, 4096, 16}, {"N512_d4096_r8", 512, 4096, 8}};
+
+TorchTensors random_tensors(const AdapterInfo& info, const Dims& dims, const HyperParams& hp) {
+  TorchTensors t;
+  for (const auto* spec : info.present_tensors(hp)) t[spec->name] = at::randn(spec->shape(dims, hp), at::kFloat).mul_(0.02);
+  return t;
+}
+
+void report(benchmark::State& state, const AdapterInfo* info, const Preset& p, bool backward) {
+  const Dims dims{p.d, p.d};
+  const HyperParams hp = info ? resolve_hyper(*info, dims, {{"r", static_cast<double>(p.r)}}) : HyperParams{};
+  double flops = 2.0 * p.n * p.d * p.d * (backward ? 2 : 1);
+  if (info) flops = info->forward_cost(p.n, dims, hp).flops + (backward ? info->backward_cost(p.n, dims, hp).flops : 0);
+  state.counters["FLOP/s"] = benchmark::Counter(flops, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void BM_base(benchmark::State& state, Preset p, bool backward) {
+  const at::Tensor w = at::randn({p.d, p.d}), b = at::randn({p.d});
+  const at::Tensor x = at::randn({p.n, p.d}), dy = at::randn({p.n, p.d});
+  for (auto _ : state) {
+    at::Tensor y = at::addmm(b, x, w.t());
+    if (backward) y = at::mm(dy, w);  // dX of the frozen base layer
+    benchmark::DoNotOptimize(y.data_ptr());
+  }
+  report(state, nullptr, p, backward);
+}
+
+void BM_torch(benchmark::State& state, const AdapterInfo* info, Preset p, bool backward) {
+  const Dims dims{p.d, p.d};
+  const HyperParams hp = resolve_hyper(*info, dims, {{"r", static_cast<double>(p.r)}});
+  const TorchTensors t = random_tensors(*info, dims, hp);
+  const at::Tensor x = at::randn({p.n, p.d}), dy = at::randn({p.n, p.d});
+  const TorchImpl& impl = torch_impl(*info);
+  for (auto _ : state) {
+    at::Tensor y = impl.forward(x, t, hp);
+    benchmark::DoNotOptimize(y.data_ptr());
+    if (backward) benchmark::DoNotOptimize(impl.backward(x, t, hp, dy).dx.data_ptr());
+  }
+  report(state, info, p, backward);
+}
+
+void register_all() {
+  for (const auto& p : kPresets) {
+    for (bool bwd : {false, true}) {
+      const std::string mode = bwd ? "fwd_bwd" : "fwd";
+      benchmark::RegisterBenchmark(("base/" + std::string(p.label) + "/" + mode).c_str(), BM_base, p, bwd)
+          ->Unit(benchmark::kMillisecond)->MinWarmUpTime(0.05)->Repetitions(9)->ReportAggregatesOnly(true);
+      for (const auto* info : registry())
+        benchmark::RegisterBenchmark((info->name + "/torch/" + p.label + "/" + mode).c_str(), BM_torch, info, p, bwd)
+            ->Unit(benchmark::kMillisecond)->MinWarmUpTime(0.05)->Repetitions(9)->ReportAggregatesOnly(true);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace gg
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  gg::register_all();
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

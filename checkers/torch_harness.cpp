@@ -1,0 +1,99 @@
+#include "checkers/torch_harness.hpp"
+
+#include <ATen/ATen.h>
+#include <memory>
+#include <torch/autograd.h>
+
+#include "core/errors.hpp"
+#include "core/torch_backend.hpp"
+
+namespace gg {
+
+namespace {
+
+at::Tensor to_torch(const std::vector<double>& values, const Shape& shape, at::ScalarType dtype) {
+  return at::tensor(values, at::TensorOptions().dtype(at::kDouble)).reshape(shape).to(dtype);
+}
+
+at::Tensor to_torch(const Mat<double>& m, const Shape& shape, at::ScalarType dtype) {
+  return to_torch(std::vector<double>(m.data(), m.data() + m.size()), shape, dtype);
+}
+
+std::vector<double> to_flat(const at::Tensor& t) {
+  const at::Tensor d = t.detach().to(at::kDouble).contiguous().cpu();
+  return std::vector<double>(d.data_ptr<double>(), d.data_ptr<double>() + d.numel());
+}
+
+at::ScalarType parse_dtype(const std::string& dtype) {
+  if (dtype == "float64") return at::kDouble;
+  if (dtype == "float32") return at::kFloat;
+  throw InputError("dtype", "float64 or float32 for the torch backend", "'" + dtype + "'");
+}
+
+TorchTensors case_tensors(const AdapterInfo& info, const AdapterCase<double>& c, at::ScalarType dtype) {
+  TorchTensors t;
+  for (const auto* spec : info.present_tensors(c.hp)) t[spec->name] = to_torch(c.tensors.at(spec->name), spec->shape(c.dims, c.hp), dtype);
+  for (const auto& spec : info.detached)
+    if (spec.exists(c.hp) && c.tensors.count(spec.name)) t[spec.name] = to_torch(c.tensors.at(spec.name), spec.shape(c.dims, c.hp), dtype);
+  return t;
+}
+
+}  // namespace
+
+Differentiable torch_differentiable(const AdapterInfo& info, const AdapterCase<double>& c) {
+  const TorchImpl& impl = torch_impl(info);
+  Differentiable f;
+  f.inputs = case_inputs(info, c);
+  auto work = std::make_shared<AdapterCase<double>>(c);
+  if (info.derive_detached) info.derive_detached(work->tensors, work->hp);  // held fixed at the base point
+  f.forward = [&info, &impl, work](const std::vector<FlatTensor>& in) {
+    assign_inputs(info, in, *work);
+    at::NoGradGuard no_grad;
+    return to_flat(impl.forward(to_torch(work->x, {work->x.rows(), work->dims.d_in}, at::kDouble),
+                                case_tensors(info, *work, at::kDouble), work->hp));
+  };
+  f.vjp = [&info, &impl, work](const std::vector<FlatTensor>& in, const std::vector<double>& dy) {
+    assign_inputs(info, in, *work);
+    at::NoGradGuard no_grad;
+    const TorchGrads g = impl.backward(to_torch(work->x, {work->x.rows(), work->dims.d_in}, at::kDouble),
+                                       case_tensors(info, *work, at::kDouble), work->hp,
+                                       to_torch(dy, {work->x.rows(), work->dims.d_out}, at::kDouble));
+    std::vector<std::vector<double>> out = {to_flat(g.dx)};
+    for (const auto* spec : info.trainable(work->hp)) {
+      const auto it = g.dparams.find(spec->name);
+      if (it == g.dparams.end()) throw NotImplemented(info.name + " backward (torch) returned no gradient for " + spec->name);
+      out.push_back(to_flat(it->second));
+    }
+    return out;
+  };
+  return f;
+}
+
+BackendRun run_torch(const AdapterInfo& info, const AdapterCase<double>& c, const std::string& dtype,
+                     const Mat<double>& dy, bool naive) {
+  const at::ScalarType st = parse_dtype(dtype);
+  const TorchImpl& impl = torch_impl(info);
+  at::Tensor x = to_torch(c.x, {c.x.rows(), c.dims.d_in}, st);
+  TorchTensors t = case_tensors(info, c, st);
+  const at::Tensor dyt = to_torch(dy, {c.x.rows(), c.dims.d_out}, st);
+  BackendRun run;
+  if (!naive) {
+    at::NoGradGuard no_grad;
+    run["y"] = to_flat(impl.forward(x, t, c.hp));
+    const TorchGrads g = impl.backward(x, t, c.hp, dyt);
+    run["dx"] = to_flat(g.dx);
+    for (const auto* spec : info.trainable(c.hp)) run["d " + spec->name] = to_flat(g.dparams.at(spec->name));
+    return run;
+  }
+  std::vector<at::Tensor> leaves = {x.requires_grad_(true)};
+  for (const auto* spec : info.trainable(c.hp)) leaves.push_back(t[spec->name].requires_grad_(true));
+  const at::Tensor y = impl.forward(x, t, c.hp);
+  const auto grads = torch::autograd::grad({y}, leaves, {dyt});
+  run["y"] = to_flat(y);
+  run["dx"] = to_flat(grads[0]);
+  const auto trainable = info.trainable(c.hp);
+  for (size_t k = 0; k < trainable.size(); ++k) run["d " + trainable[k]->name] = to_flat(grads[k + 1]);
+  return run;
+}
+
+}  // namespace gg

@@ -1,0 +1,65 @@
+// Pieces shared by every adapter of the LoRA family (lora, dora, weight_lora, my_lora): PEFT's hyper-parameters,
+// scaling rule, rank bounds, the base-layer tensors and the cost model. Declared once here, used by each entry.cpp.
+#pragma once
+#include <cmath>
+#include <string>
+
+#include "core/errors.hpp"
+#include "core/registry.hpp"
+
+namespace gg::lowrank {
+
+inline int64_t rank(const HyperParams& hp) { return static_cast<int64_t>(hp.at("r")); }
+
+// PEFT LoraConfig defaults: r=8, lora_alpha=8, use_rslora=False.
+inline std::vector<HyperParamSpec> hyper_params() {
+  return {
+      {"r", 8, HyperParamSpec::Kind::integer, "rank of the update"},
+      {"lora_alpha", 8, HyperParamSpec::Kind::real, "alpha; scaling = alpha / r (alpha / sqrt(r) with use_rslora)"},
+      {"use_rslora", 0, HyperParamSpec::Kind::flag, "rank-stabilised scaling alpha / sqrt(r)"},
+  };
+}
+
+inline double scaling(const HyperParams& hp) {
+  const double r = hp.at("r");
+  return hp.at("use_rslora") != 0.0 ? hp.at("lora_alpha") / std::sqrt(r) : hp.at("lora_alpha") / r;
+}
+
+// A rank above min(d_in, d_out) adds parameters but no expressiveness (rank(ΔW) <= min(d_in, d_out)); we reject it
+// so a typo (r=512 on a 64-wide layer) is caught instead of silently wasting memory.
+inline void validate(const Dims& dims, const HyperParams& hp) {
+  const double r = hp.at("r");
+  if (r < 1) throw InputError("r", "an integer >= 1", std::to_string(static_cast<int64_t>(r)));
+  const int64_t max_rank = std::min(dims.d_in, dims.d_out);
+  if (r > static_cast<double>(max_rank))
+    throw InputError("r", "at most min(d_in, d_out) = " + std::to_string(max_rank),
+                     std::to_string(static_cast<int64_t>(r)));
+}
+
+// Base layer tensors, frozen: W (d_out, d_in) and b (d_out).
+inline std::vector<TensorSpec> base_tensors() {
+  return {
+      {"weight", TensorRole::frozen, [](const Dims& d, const HyperParams&) { return Shape{d.d_out, d.d_in}; },
+       "base_layer.weight", "the pretrained weight", "", {}},
+      {"bias", TensorRole::frozen, [](const Dims& d, const HyperParams&) { return Shape{d.d_out}; },
+       "base_layer.bias", "the pretrained bias", "", {}},
+  };
+}
+
+// Base GEMM plus the rank-r path (two thin GEMMs); extra_elementwise counts per-output-element work (gates, norms).
+inline Cost forward_cost(int64_t n, const Dims& d, const HyperParams& hp, double extra_elementwise = 0) {
+  const double r = static_cast<double>(rank(hp));
+  const double flops = 2.0 * n * d.d_in * d.d_out + 2.0 * n * r * (d.d_in + d.d_out) + extra_elementwise * n * d.d_out;
+  const double bytes = 4.0 * (n * d.d_in + d.d_in * d.d_out + n * d.d_out + r * (d.d_in + d.d_out));
+  return {flops, bytes};
+}
+
+// dX (base + adapter), dA, dB and the rank-r intermediate: twice the forward GEMM work, no dW for the frozen base.
+inline Cost backward_cost(int64_t n, const Dims& d, const HyperParams& hp, double extra_elementwise = 0) {
+  const double r = static_cast<double>(rank(hp));
+  const double flops = 2.0 * n * d.d_in * d.d_out + 4.0 * n * r * (d.d_in + d.d_out) + extra_elementwise * n * d.d_out;
+  const double bytes = 4.0 * (2.0 * n * d.d_out + 2.0 * n * d.d_in + d.d_in * d.d_out + 2.0 * r * (d.d_in + d.d_out));
+  return {flops, bytes};
+}
+
+}  // namespace gg::lowrank

@@ -1,0 +1,123 @@
+#include "core/registry.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/errors.hpp"
+
+namespace gg {
+
+// One line per adapter: the declarations live in src/adapters/<name>/entry.cpp.
+const AdapterInfo& lora_info();
+const AdapterInfo& dora_info();
+const AdapterInfo& weight_lora_info();
+const AdapterInfo& my_lora_info();
+
+const std::vector<const AdapterInfo*>& registry() {
+  static const std::vector<const AdapterInfo*> all = {&lora_info(), &dora_info(), &weight_lora_info(),
+                                                      &my_lora_info()};
+  return all;
+}
+
+std::vector<std::string> adapter_names() {
+  std::vector<std::string> names;
+  for (const auto* info : registry()) names.push_back(info->name);
+  return names;
+}
+
+static std::string join(const std::vector<std::string>& items) {
+  std::string s;
+  for (const auto& item : items) s += (s.empty() ? "" : ", ") + item;
+  return s;
+}
+
+const AdapterInfo& find_adapter(const std::string& name) {
+  for (const auto* info : registry())
+    if (info->name == name) return *info;
+  throw InputError("adapter", "one of [" + join(adapter_names()) + "]", "'" + name + "'");
+}
+
+const TensorSpec& AdapterInfo::tensor(const std::string& tensor_name) const {
+  for (const auto& spec : tensors)
+    if (spec.name == tensor_name) return spec;
+  throw InputError("tensor", "a tensor of adapter '" + name + "'", "'" + tensor_name + "'");
+}
+
+std::vector<const TensorSpec*> AdapterInfo::present_tensors(const HyperParams& hp) const {
+  std::vector<const TensorSpec*> out;
+  for (const auto& spec : tensors)
+    if (spec.exists(hp)) out.push_back(&spec);
+  return out;
+}
+
+std::vector<const TensorSpec*> AdapterInfo::trainable(const HyperParams& hp) const {
+  std::vector<const TensorSpec*> out;
+  for (const auto* spec : present_tensors(hp))
+    if (spec->role == TensorRole::trainable) out.push_back(spec);
+  return out;
+}
+
+bool AdapterInfo::supports(const std::string& backend, const std::string& dtype) const {
+  for (const auto& b : backends)
+    if (b.backend == backend) return std::find(b.dtypes.begin(), b.dtypes.end(), dtype) != b.dtypes.end();
+  return false;
+}
+
+HyperParams resolve_hyper(const AdapterInfo& info, const Dims& dims, const HyperParams& given) {
+  if (dims.d_in <= 0) throw InputError("d_in", "a positive integer", std::to_string(dims.d_in));
+  if (dims.d_out <= 0) throw InputError("d_out", "a positive integer", std::to_string(dims.d_out));
+  HyperParams hp;
+  std::vector<std::string> known;
+  for (const auto& spec : info.hyper) {
+    hp[spec.name] = spec.default_value;
+    known.push_back(spec.name);
+  }
+  for (const auto& [key, value] : given) {
+    auto it = std::find_if(info.hyper.begin(), info.hyper.end(), [&](const auto& s) { return s.name == key; });
+    if (it == info.hyper.end())
+      throw InputError(key, "a hyper-parameter of '" + info.name + "': one of [" + join(known) + "]", "unknown name");
+    if (!std::isfinite(value)) throw InputError(key, "a finite number", std::to_string(value));
+    if (it->kind == HyperParamSpec::Kind::integer && value != std::floor(value))
+      throw InputError(key, "an integer", std::to_string(value));
+    if (it->kind == HyperParamSpec::Kind::flag && value != 0.0 && value != 1.0)
+      throw InputError(key, "a flag (0/1, false/true)", std::to_string(value));
+    hp[key] = value;
+  }
+  if (info.validate) info.validate(dims, hp);
+  return hp;
+}
+
+std::map<std::string, Shape> tensor_shapes(const AdapterInfo& info, const Dims& dims, const HyperParams& hp) {
+  std::map<std::string, Shape> shapes;
+  for (const auto* spec : info.present_tensors(hp)) shapes[spec->name] = spec->shape(dims, hp);
+  return shapes;
+}
+
+template <class T>
+void validate_call(const AdapterInfo& info, const Dims& dims, const HyperParams& hp, const Mat<T>& x,
+                   const TensorMap<T>& tensors) {
+  if (x.cols() != dims.d_in)
+    throw InputError("x", "shape (N, " + std::to_string(dims.d_in) + ") matching weight (d_out, d_in) = " +
+                              shape_str({dims.d_out, dims.d_in}),
+                     shape_str({x.rows(), x.cols()}));
+  if (x.rows() <= 0) throw InputError("x", "at least one row (N >= 1)", shape_str({x.rows(), x.cols()}));
+  for (const auto* spec : info.present_tensors(hp)) {
+    auto it = tensors.find(spec->name);
+    const Shape shape = spec->shape(dims, hp);
+    if (it == tensors.end()) throw InputError("tensors['" + spec->name + "']", "a tensor of shape " + shape_str(shape), "nothing");
+    auto [rows, cols] = storage_dims(shape);
+    if (it->second.rows() != rows || it->second.cols() != cols)
+      throw InputError("tensors['" + spec->name + "']", "shape " + shape_str(shape),
+                       "storage " + shape_str({it->second.rows(), it->second.cols()}));
+    if (!it->second.allFinite())
+      throw InputError("tensors['" + spec->name + "']", "finite values", "NaN or Inf");
+  }
+  if (!x.allFinite()) throw InputError("x", "finite values", "NaN or Inf");
+}
+
+template void validate_call<double>(const AdapterInfo&, const Dims&, const HyperParams&, const Mat<double>&,
+                                    const TensorMap<double>&);
+template void validate_call<float>(const AdapterInfo&, const Dims&, const HyperParams&, const Mat<float>&,
+                                   const TensorMap<float>&);
+
+}  // namespace gg

@@ -1,0 +1,114 @@
+// The adapter registry: one AdapterInfo per adapter, declared once in src/adapters/<name>/entry.cpp.
+// Every checker, binding, benchmark and report iterates over it; nothing is written per adapter by hand elsewhere.
+#pragma once
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/tensor.hpp"
+
+namespace gg {
+
+using HyperParams = std::map<std::string, double>;  // flags are 0/1, integers are whole doubles
+
+struct Dims {
+  int64_t d_in = 0;
+  int64_t d_out = 0;
+};
+
+struct HyperParamSpec {
+  std::string name;      // PEFT's config name (r, lora_alpha, use_rslora, ...)
+  double default_value;  // PEFT's default
+  enum class Kind { integer, real, flag } kind;
+  std::string doc;
+};
+
+enum class TensorRole { frozen, trainable };
+
+struct TensorSpec {
+  std::string name;  // gradguard's name; equal to PEFT's attribute name where PEFT has one
+  TensorRole role;
+  std::function<Shape(const Dims&, const HyperParams&)> shape;
+  std::string peft_key;   // state-dict key inside the PEFT layer, "{adapter}" stands for the adapter name
+  std::string peft_init;  // PEFT's default initialisation, in words
+  // Non-empty when this parameter gets an exactly zero gradient at PEFT's default init, with the reason.
+  std::string zero_grad_at_init;
+  // Optional: whether the tensor exists for these hyper-parameters (e.g. lora_bias). Empty = always.
+  std::function<bool(const HyperParams&)> present;
+
+  bool exists(const HyperParams& hp) const { return !present || present(hp); }
+};
+
+template <class T>
+struct EigenImpl {
+  Mat<T> (*forward)(const Mat<T>& x, const TensorMap<T>& t, const HyperParams& hp) = nullptr;
+  Grads<T> (*backward)(const Mat<T>& x, const TensorMap<T>& t, const HyperParams& hp, const Mat<T>& dy) = nullptr;
+};
+
+struct BackendSupport {
+  std::string backend;              // eigen | torch | cuda
+  std::vector<std::string> dtypes;  // float64, float32, bfloat16, float16
+  std::string note;                 // why a dtype is missing, if one is
+};
+
+struct ToleranceOverride {
+  std::string check;  // gradcheck | compare
+  double atol;
+  double rtol;
+  std::string reason;
+};
+
+struct Cost {
+  double flops;  // floating-point operations
+  double bytes;  // minimum bytes moved (each input read once, each output written once), in float32
+};
+
+struct AdapterInfo {
+  std::string name;       // snake_case registry key
+  std::string peft_type;  // the PEFT type it mirrors, or the gradguard PEFT-side type
+  std::string summary;    // the forward in one line
+  std::vector<HyperParamSpec> hyper;
+  std::vector<TensorSpec> tensors;  // frozen first (weight, bias, ...), then trainable
+  double (*scaling)(const HyperParams&) = nullptr;
+  // Adapter-specific checks beyond the generic ones (e.g. rank bounds); throws InputError.
+  void (*validate)(const Dims&, const HyperParams&) = nullptr;
+  EigenImpl<double> eigen64;
+  EigenImpl<float> eigen32;
+  std::vector<BackendSupport> backends;
+  Cost (*forward_cost)(int64_t n, const Dims&, const HyperParams&) = nullptr;
+  Cost (*backward_cost)(int64_t n, const Dims&, const HyperParams&) = nullptr;
+  std::vector<ToleranceOverride> tolerance_overrides;
+  // Constants of the gradient (PEFT's stop-gradients, e.g. DoRA's detached weight norm). derive_detached() adds
+  // them to a tensor map at a point; forward/backward use a given one instead of recomputing it. A finite-difference
+  // check derives them once at its base point, so it checks the gradient the adapter declares with them held fixed.
+  std::vector<TensorSpec> detached;
+  void (*derive_detached)(TensorMap<double>& t, const HyperParams& hp) = nullptr;
+  bool identity_at_init = true;  // does PEFT's default init make the adapted layer equal the base layer?
+  std::vector<std::string> notes;  // semantics worth knowing (e.g. which gradient DoRA's check uses)
+
+  const TensorSpec& tensor(const std::string& tensor_name) const;
+  std::vector<const TensorSpec*> trainable(const HyperParams& hp) const;
+  std::vector<const TensorSpec*> present_tensors(const HyperParams& hp) const;
+  bool supports(const std::string& backend, const std::string& dtype) const;
+};
+
+// All registered adapters, in registration order.
+const std::vector<const AdapterInfo*>& registry();
+// Throws InputError listing the known names when `name` is not registered.
+const AdapterInfo& find_adapter(const std::string& name);
+std::vector<std::string> adapter_names();
+
+// Defaults from the registry overlaid with `given`; throws InputError on unknown names, non-integers for integer
+// hyper-parameters, flags other than 0/1, non-positive sizes, and whatever the adapter's own validate() rejects.
+HyperParams resolve_hyper(const AdapterInfo& info, const Dims& dims, const HyperParams& given);
+
+// Shape of every present tensor for these dims and hyper-parameters.
+std::map<std::string, Shape> tensor_shapes(const AdapterInfo& info, const Dims& dims, const HyperParams& hp);
+
+// Validates x (N, d_in) and every tensor's shape against the registry; names the tensor and both shapes on error.
+template <class T>
+void validate_call(const AdapterInfo& info, const Dims& dims, const HyperParams& hp, const Mat<T>& x,
+                   const TensorMap<T>& tensors);
+
+}  // namespace gg

@@ -1,0 +1,127 @@
+#include "core/torch_backend.hpp"
+
+#include <torch/autograd.h>
+
+#include "core/errors.hpp"
+
+namespace gg {
+
+const TorchImpl& lora_torch();
+const TorchImpl& dora_torch();
+const TorchImpl& weight_lora_torch();
+const TorchImpl& my_lora_torch();
+
+const TorchImpl& torch_impl(const AdapterInfo& info) {
+  // The torch half of the registry: one line per adapter, beside the core table in registry.cpp.
+  static const std::map<std::string, const TorchImpl*> table = {
+      {"lora", &lora_torch()},
+      {"dora", &dora_torch()},
+      {"weight_lora", &weight_lora_torch()},
+      {"my_lora", &my_lora_torch()},
+  };
+  auto it = table.find(info.name);
+  if (it == table.end()) throw NotImplemented("not implemented: " + info.name + " (torch)");
+  return *it->second;
+}
+
+static std::string shape_of(const at::Tensor& t) { return shape_str(Shape(t.sizes().begin(), t.sizes().end())); }
+
+Dims dims_from_weight(const TorchTensors& t) {
+  auto weight = t.find("weight");
+  if (weight == t.end() || !weight->second.defined())
+    throw InputError("tensors['weight']", "the base weight (d_out, d_in)", "nothing");
+  if (weight->second.dim() != 2) throw InputError("tensors['weight']", "a 2-D tensor (d_out, d_in)", shape_of(weight->second));
+  return {weight->second.size(1), weight->second.size(0)};
+}
+
+Dims validate_torch_call(const AdapterInfo& info, const at::Tensor& x, const TorchTensors& t, const HyperParams& hp) {
+  const Dims dims = dims_from_weight(t);
+  auto weight = t.find("weight");
+  if (!x.defined() || x.dim() < 1 || x.size(-1) != dims.d_in)
+    throw InputError("x", "shape (..., " + std::to_string(dims.d_in) + ") to match weight " + shape_of(weight->second),
+                     x.defined() ? shape_of(x) : "undefined");
+  if (x.scalar_type() != at::kFloat && x.scalar_type() != at::kDouble)
+    throw InputError("x", "dtype float32 or float64 on the torch backend", std::string(c10::toString(x.scalar_type())));
+  for (const auto* spec : info.present_tensors(hp)) {
+    auto it = t.find(spec->name);
+    const Shape expected = spec->shape(dims, hp);
+    if (it == t.end() || !it->second.defined())
+      throw InputError("tensors['" + spec->name + "']", "a tensor of shape " + shape_str(expected), "nothing");
+    const at::Tensor& v = it->second;
+    if (Shape(v.sizes().begin(), v.sizes().end()) != expected)
+      throw InputError("tensors['" + spec->name + "']", "shape " + shape_str(expected), shape_of(v));
+    if (v.scalar_type() != x.scalar_type())
+      throw InputError("tensors['" + spec->name + "']", std::string("dtype ") + c10::toString(x.scalar_type()) + " (the dtype of x)",
+                       c10::toString(v.scalar_type()));
+    if (v.device() != x.device())
+      throw InputError("tensors['" + spec->name + "']", "device " + x.device().str() + " (the device of x)", v.device().str());
+  }
+  return dims;
+}
+
+namespace {
+
+// Names and hyper-parameters travel through the autograd context as IValues.
+struct AdapterFunction : public torch::autograd::Function<AdapterFunction> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const std::string& name,
+                            const std::vector<std::string>& tensor_names, const std::vector<double>& hp_values,
+                            const at::Tensor& x, at::TensorList tensors) {
+    const AdapterInfo& info = find_adapter(name);
+    const HyperParams hp = unpack_hyper(info, hp_values);
+    TorchTensors t;
+    for (size_t i = 0; i < tensors.size(); ++i) t[tensor_names[i]] = tensors[i];
+    ctx->saved_data["name"] = name;
+    ctx->saved_data["tensor_names"] = tensor_names;
+    ctx->saved_data["hp"] = hp_values;
+    std::vector<at::Tensor> saved = {x};
+    saved.insert(saved.end(), tensors.begin(), tensors.end());
+    ctx->save_for_backward(saved);
+    return torch_impl(info).forward(x, t, hp);
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad_outputs) {
+    const AdapterInfo& info = find_adapter(ctx->saved_data["name"].toStringRef());
+    const auto names_list = ctx->saved_data["tensor_names"].toList();
+    const HyperParams hp = unpack_hyper(info, ctx->saved_data["hp"].toDoubleVector());
+    const auto saved = ctx->get_saved_variables();
+    TorchTensors t;
+    for (size_t i = 0; i < names_list.size(); ++i) t[names_list.get(i).toStringRef()] = saved[i + 1];
+    TorchGrads g = torch_impl(info).backward(saved[0], t, hp, grad_outputs[0].contiguous());
+    // One entry per forward argument: three non-tensor arguments, x, then each tensor of the list.
+    torch::autograd::variable_list out = {at::Tensor(), at::Tensor(), at::Tensor(), g.dx};
+    for (size_t i = 0; i < names_list.size(); ++i) {
+      auto it = g.dparams.find(names_list.get(i).toStringRef());
+      out.push_back(it == g.dparams.end() ? at::Tensor() : it->second);
+    }
+    return out;
+  }
+
+  static HyperParams unpack_hyper(const AdapterInfo& info, const std::vector<double>& values) {
+    HyperParams hp;
+    for (size_t i = 0; i < info.hyper.size(); ++i) hp[info.hyper[i].name] = values.at(i);
+    return hp;
+  }
+};
+
+}  // namespace
+
+at::Tensor adapter_apply(const AdapterInfo& info, const at::Tensor& x, const TorchTensors& t, const HyperParams& hp) {
+  const Dims dims = validate_torch_call(info, x, t, hp);
+  std::vector<std::string> names;
+  std::vector<at::Tensor> tensors;
+  for (const auto* spec : info.present_tensors(hp)) {
+    names.push_back(spec->name);
+    tensors.push_back(t.at(spec->name));
+  }
+  std::vector<double> hp_values;
+  for (const auto& spec : info.hyper) hp_values.push_back(hp.at(spec.name));
+  const auto lead = x.sizes().vec();
+  const at::Tensor x2 = x.reshape({-1, dims.d_in});  // (N, d_in); a view when x allows it
+  at::Tensor y = AdapterFunction::apply(info.name, names, hp_values, x2, at::TensorList(tensors));
+  std::vector<int64_t> out_shape(lead.begin(), lead.end() - 1);
+  out_shape.push_back(dims.d_out);
+  return y.reshape(out_shape);
+}
+
+}  // namespace gg

@@ -1,0 +1,24 @@
+"""gradguard: proves parameter-efficient fine-tuning adapters correct and fast.
+
+    import gradguard as gg
+    gg.adapters()                      # the registry
+    gg.check(model, *inputs)           # gradient flow on a live model
+    gg.gradcheck("lora", d_in=8, d_out=8)   # finite differences in float64
+    gg.compare("dora")                 # eigen vs torch vs PEFT
+"""
+import torch  # noqa: F401  (loads libc10/libtorch before the extension that links them)
+
+from . import _C
+from ._C import InputError
+from .flow import FlowReport, Note, Problem, check
+from .registry import adapters, info
+from .gradcheck import GradcheckResult, gradcheck, gradcheck_module
+from .bridge import from_peft
+from .compare import CompareResult, compare
+from .ops import adapter_linear
+
+__all__ = [
+    "InputError", "adapters", "info", "check", "FlowReport", "Problem", "Note", "gradcheck", "gradcheck_module",
+    "GradcheckResult", "compare", "CompareResult", "from_peft", "adapter_linear",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,22 @@
+"""The adapter registry as seen from Python (the table itself lives in C++: src/core/registry.cpp)."""
+from __future__ import annotations
+
+from . import _C
+
+
+def adapters() -> list[str]:
+    """Names of every registered adapter, in registration order."""
+    return list(_C.adapters())
+
+
+def info(name: str) -> dict:
+    """The registry entry of ``name``: PEFT type, hyper-parameters with PEFT's defaults, tensors (PEFT key, init,
+    zero-gradient-at-init reason), backends and dtypes, tolerance overrides, notes. Raises InputError listing the
+    known names for an unknown one."""
+    return _C.info(name)
+
+
+def trainable_names(name: str, d_in: int, d_out: int, hp: dict) -> list[str]:
+    """Names of the trainable tensors present for these hyper-parameters, in registry order."""
+    shapes = _C.tensor_shapes(name, d_in, d_out, hp)
+    return [t["name"] for t in info(name)["tensors"] if t["role"] == "trainable" and t["name"] in shapes]

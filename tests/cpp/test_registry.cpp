@@ -1,0 +1,95 @@
+// Invariants every registry entry must satisfy, and the identities every LoRA-style adapter must hold, checked
+// generically on the Eigen reference.
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "checkers/adapter_harness.hpp"
+
+namespace gg {
+namespace {
+
+class Registry : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(Registry, EntryIsComplete) {
+  const AdapterInfo& info = find_adapter(GetParam());
+  EXPECT_FALSE(info.peft_type.empty());
+  EXPECT_FALSE(info.summary.empty());
+  EXPECT_TRUE(info.scaling && info.validate && info.forward_cost && info.backward_cost);
+  EXPECT_TRUE(info.eigen64.forward && info.eigen64.backward && info.eigen32.forward && info.eigen32.backward);
+  EXPECT_TRUE(info.supports("eigen", "float64") && info.supports("eigen", "float32"));
+  std::set<std::string> names;
+  for (const auto& t : info.tensors) {
+    EXPECT_TRUE(names.insert(t.name).second) << "duplicate tensor " << t.name;
+    EXPECT_FALSE(t.peft_key.empty()) << t.name;
+  }
+  EXPECT_TRUE(names.count("weight") && names.count("bias"));
+  const HyperParams hp = resolve_hyper(info, {16, 12}, {});
+  EXPECT_FALSE(info.trainable(hp).empty());
+  const Cost f = info.forward_cost(32, {16, 12}, hp), b = info.backward_cost(32, {16, 12}, hp);
+  EXPECT_GT(f.flops, 2.0 * 32 * 16 * 12);  // more than the base GEMM alone
+  EXPECT_GT(b.flops, 0);
+  EXPECT_GT(f.bytes, 0);
+}
+
+// With PEFT's default init (B = 0, gates 1, m = row norms of W) the layer equals the base layer, and the tensors the
+// registry marks as zero-at-init really get an exactly zero gradient while the others do not.
+TEST_P(Registry, PeftDefaultInitIsIdentityAndZerosAreWherePredicted) {
+  const AdapterInfo& info = find_adapter(GetParam());
+  auto c = make_case(info, {7, 5}, {{"r", 2}}, 3, 5);
+  for (const auto* spec : info.trainable(c.hp)) {
+    Mat<double>& m = c.tensors[spec->name];
+    if (spec->peft_init == "zeros") m.setZero();
+    if (spec->peft_init == "ones") m.setOnes();
+    if (spec->name == "lora_magnitude_vector") m = c.tensors.at("weight").rowwise().norm().transpose();
+  }
+  Mat<double> base = c.x * c.tensors.at("weight").transpose();
+  base.rowwise() += c.tensors.at("bias").row(0);
+  const Mat<double> y = info.eigen64.forward(c.x, c.tensors, c.hp);
+  if (info.identity_at_init) EXPECT_LT((y - base).cwiseAbs().maxCoeff(), 1e-12);
+  const Grads<double> g = info.eigen64.backward(c.x, c.tensors, c.hp, make_upstream(c, 5));
+  for (const auto* spec : info.trainable(c.hp)) {
+    const bool zero = g.dparams.at(spec->name).cwiseAbs().maxCoeff() == 0.0;
+    EXPECT_EQ(zero, !spec->zero_grad_at_init.empty()) << spec->name;
+  }
+}
+
+// Unmerged forward == forward of the base layer with the merged weight W + ΔW, where ΔW is read off the adapter
+// itself (the response to unit inputs), so the identity needs no per-adapter merge code.
+TEST_P(Registry, UnmergedEqualsMerged) {
+  const AdapterInfo& info = find_adapter(GetParam());
+  const auto c = make_case(info, {6, 4}, {{"r", 2}}, 5, 9);
+  const Mat<double> eye = Mat<double>::Identity(6, 6);
+  Mat<double> merged = info.eigen64.forward(eye, c.tensors, c.hp);  // row i = (W + ΔW) e_i + b
+  merged.rowwise() -= c.tensors.at("bias").row(0);                 // (d_in, d_out) = (W + ΔW)ᵀ
+  Mat<double> y_merged = c.x * merged;
+  y_merged.rowwise() += c.tensors.at("bias").row(0);
+  EXPECT_LT((info.eigen64.forward(c.x, c.tensors, c.hp) - y_merged).cwiseAbs().maxCoeff(), 1e-12);
+}
+
+TEST_P(Registry, Float32ReferenceTracksFloat64) {
+  const AdapterInfo& info = find_adapter(GetParam());
+  const auto c = make_case(info, {9, 7}, {{"r", 3}}, 4, 2);
+  const Mat<double> dy = make_upstream(c, 2);
+  const BackendRun r64 = run_eigen(info, c, "float64", dy), r32 = run_eigen(info, c, "float32", dy);
+  for (const auto& [key, ref] : r64) {
+    double worst = 0;
+    for (size_t i = 0; i < ref.size(); ++i) worst = std::max(worst, std::abs(ref[i] - r32.at(key)[i]));
+    EXPECT_LT(worst, 1e-4) << key;  // float32 rounding at these O(1) magnitudes; a wrong formula is O(1) off
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(All, Registry, ::testing::ValuesIn(adapter_names()));
+
+TEST(RegistryLookup, ListsTheFourWaveOneAdaptersInOrder) {
+  EXPECT_EQ(adapter_names(), (std::vector<std::string>{"lora", "dora", "weight_lora", "my_lora"}));
+}
+
+TEST(RegistryLookup, ScalingFollowsPeft) {
+  const AdapterInfo& lora = find_adapter("lora");
+  EXPECT_DOUBLE_EQ(lora.scaling(resolve_hyper(lora, {8, 8}, {{"r", 4}, {"lora_alpha", 16}})), 4.0);
+  EXPECT_DOUBLE_EQ(lora.scaling(resolve_hyper(lora, {8, 8}, {{"r", 4}, {"lora_alpha", 16}, {"use_rslora", 1}})), 8.0);
+}
+
+}  // namespace
+}  // namespace gg
