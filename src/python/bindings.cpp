@@ -155,12 +155,16 @@ PYBIND11_MODULE(_C, m) {
     const auto& info = find_adapter(name);
     const AdapterCase<double> c = case_from_python(info, x, tensors, hp);
     const Mat<double> dym = to_mat(dy, {c.x.rows(), c.dims.d_out}, "dy");
-    if (backend == "eigen") {
-      if (naive) throw InputError("naive", "False for the eigen backend (naive runs are torch autograd)", "True");
-      return run_to_python(info, c, run_eigen(info, c, dtype, dym));
+    if (backend != "eigen" && backend != "torch")
+      throw InputError("backend", "'eigen' or 'torch' (cuda arrives with the CUDA issue)", "'" + backend + "'");
+    if (backend == "eigen" && naive)
+      throw InputError("naive", "False for the eigen backend (naive runs are torch autograd)", "True");
+    BackendRun run;
+    {
+      py::gil_scoped_release release;  // the autograd engine must not run under the GIL
+      run = backend == "eigen" ? run_eigen(info, c, dtype, dym) : run_torch(info, c, dtype, dym, naive);
     }
-    if (backend == "torch") return run_to_python(info, c, run_torch(info, c, dtype, dym, naive));
-    throw InputError("backend", "'eigen' or 'torch' (cuda arrives with the CUDA issue)", "'" + backend + "'");
+    return run_to_python(info, c, run);
   }, py::arg("name"), py::arg("backend"), py::arg("dtype"), py::arg("x"), py::arg("tensors"), py::arg("dy"),
      py::arg("hp"), py::arg("naive") = false,
      "Forward and backward of one backend: dict with y, dx and 'd <tensor>' as float64 tensors.");

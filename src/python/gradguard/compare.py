@@ -1,0 +1,114 @@
+"""Cross-implementation numerics (DESIGN.md §4): the Eigen float64 reference against eigen/torch at float64 and a
+low precision, and against PEFT's own live layer, on one seeded non-degenerate case.
+
+float64 runs must agree with the reference to the float64 policy (a few hundred ulps); low-precision runs are held
+to k × the error of a naive same-precision torch implementation (autograd through the composite forward) + atol.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from . import _C
+from ._table import table
+from .bridge import load_into_peft, make_peft_layer, peft_supported
+
+BACKENDS = ("eigen", "torch", "cuda", "peft")
+
+
+@dataclass
+class CompareResult:
+    adapter: str
+    hp: dict
+    ok: bool
+    rows: list[dict]                                  # backend, dtype, tensor, ok, max_abs, max_rel, nmse, budget_used
+    skipped: list[dict] = field(default_factory=list)  # backend, dtype, reason
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {"adapter": self.adapter, "hp": self.hp, "ok": self.ok, "rows": self.rows, "skipped": self.skipped,
+                "notes": self.notes}
+
+    def __str__(self) -> str:
+        rows = [[r["backend"], r["dtype"], r["tensor"], r["ok"], r["max_abs"], r["max_rel"], r["nmse"], r["budget_used"]]
+                for r in self.rows]
+        out = f"compare {self.adapter}: {'ok' if self.ok else 'FAILED'}\n"
+        out += table(["backend", "dtype", "tensor", "status", "max_abs", "max_rel", "nmse", "budget"], rows)
+        for s in self.skipped:
+            out += f"\nskipped {s['backend']} {s['dtype']}: {s['reason']}"
+        return out
+
+
+def _run_peft(name: str, case: dict, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """PEFT's own layer on the case: y, dx and the gradient of every trainable tensor (registry names)."""
+    tensors = case["tensors"]
+    w = tensors["weight"]
+    base = nn.Linear(w.shape[1], w.shape[0], bias=True)
+    layer = make_peft_layer(name, base, case["hp"]).to(dtype)
+    load_into_peft(layer, tensors)  # after the cast: float64 values must not pass through float32
+    layer.eval()
+    x = case["x"].to(dtype).clone().requires_grad_(True)
+    y = layer(x)
+    y.backward(case["dy"].to(dtype))
+    from .bridge import from_peft
+
+    _, _, live = from_peft(layer)
+    out = {"y": y.detach(), "dx": x.grad.detach()}
+    grads = {n: p.grad for n, p in layer.named_parameters()}
+    from .registry import info
+
+    for spec in info(name)["tensors"]:
+        if spec["role"] != "trainable" or spec["name"] not in live:
+            continue
+        g = grads.get(spec["peft_key"].replace("{adapter}", "default"))
+        out["d " + spec["name"]] = (torch.zeros_like(live[spec["name"]]) if g is None else g.reshape(live[spec["name"]].shape)).detach()
+    return out
+
+
+def compare(name: str, *, backends=BACKENDS, dtype: str = "float32", d_in: int = 11, d_out: int = 7,
+            n_rows: int = 5, seed: int = 0, **hp) -> CompareResult:
+    """Compare every requested backend with the Eigen float64 reference on one seeded case (x, dy, tensors)."""
+    for b in backends:
+        if b not in BACKENDS:
+            raise _C.InputError(f"argument 'backends': expected a subset of {list(BACKENDS)}, got '{b}'")
+    if dtype not in ("float32",):
+        raise _C.InputError(f"argument 'dtype': expected 'float32' (the low precision the CPU backends offer; "
+                            f"bf16/fp16 arrive with the CUDA kernels), got '{dtype}'")
+    hp.setdefault("r", min(3, d_in, d_out))
+    case = _C.make_case(name, d_in, d_out, n_rows, seed, hp)
+    args = (case["x"], case["tensors"], case["dy"], case["hp"])
+    ref = _C.run_backend(name, "eigen", "float64", *args)
+    naive = _C.run_backend(name, "torch", dtype, *args, naive=True)
+    p64, plow = _C.policy("float64"), _C.policy(dtype)
+    rows, skipped, notes = [], [], []
+
+    def add(backend: str, dt: str, run: dict):
+        for key, r in ref.items():
+            if dt == "float64":
+                s = _C.compare_to_reference(key, r, run[key], None, 0.0, p64["f64_atol"], p64["f64_rtol"])
+            else:
+                s = _C.compare_to_reference(key, r, run[key], naive[key], plow["k"], plow["atol"], 0.0)
+            s.update(backend=backend, dtype=dt)
+            rows.append(s)
+
+    for backend in backends:
+        if backend in ("eigen", "torch"):
+            for dt in ("float64", dtype):
+                add(backend, dt, _C.run_backend(name, backend, dt, *args))
+        elif backend == "cuda":
+            reason = ("no CUDA device visible" if not torch.cuda.is_available()
+                      else "the cuda backend is not built yet (fused kernels arrive with the CUDA issue)")
+            skipped.append({"backend": "cuda", "dtype": "*", "reason": reason})
+        elif backend == "peft":
+            if not peft_supported(name):
+                skipped.append({"backend": "peft", "dtype": "*", "reason": f"PEFT has no layer for '{name}'"})
+                continue
+            for dt, tdt in (("float64", torch.float64), (dtype, torch.float32)):
+                add("peft", dt, {k: v.double() for k, v in _run_peft(name, case, tdt).items()})
+    if "exact_gradient" in case["hp"]:
+        notes.append("dora: checked with exact_gradient=%s (%s)" % (
+            case["hp"]["exact_gradient"], "PEFT's detached weight norm" if not case["hp"]["exact_gradient"] else "the true gradient"))
+    ok = all(r["ok"] for r in rows)
+    return CompareResult(adapter=name, hp=case["hp"], ok=ok, rows=rows, skipped=skipped, notes=notes)
