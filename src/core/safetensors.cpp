@@ -39,8 +39,9 @@ SafetensorsFile parse_safetensors(const std::string& bytes, const std::string& p
   try {
     header = nlohmann::json::parse(bytes.begin() + 8, bytes.begin() + 8 + static_cast<std::ptrdiff_t>(header_len));
   } catch (const nlohmann::json::parse_error& e) {
-    throw InputError(file, "valid JSON in the header (offset 8)",
-                     "a parse error at byte " + std::to_string(8 + e.byte - 1) + ": " + e.what());
+    // The parser's own message may quote the offending (binary) byte; only the offset is reported.
+    throw InputError(file, "valid JSON in the header (bytes 8 to " + std::to_string(8 + header_len) + ")",
+                     "a JSON syntax error at byte offset " + std::to_string(8 + e.byte - 1));
   }
   if (!header.is_object()) throw InputError(file, "a JSON object header at offset 8", header.type_name());
   const size_t data_start = 8 + header_len;

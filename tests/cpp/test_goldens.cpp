@@ -47,7 +47,8 @@ TEST(Goldens, EigenReferenceReproducesPeft) {
     ASSERT_EQ(g.metadata.at("gradguard_fixture_version"), "1");
     const AdapterInfo& info = find_adapter(g.metadata.at("adapter"));
     HyperParams given;
-    for (auto& [k, v] : nlohmann::json::parse(g.metadata.at("hp")).items()) given[k] = v.is_boolean() ? v.get<bool>() : v.get<double>();
+    const nlohmann::json hp_json = nlohmann::json::parse(g.metadata.at("hp"));  // named: items() views it
+    for (auto& [k, v] : hp_json.items()) given[k] = v.is_boolean() ? v.get<bool>() : v.get<double>();
     const Shape wshape = g.tensors.at("weight").shape;
     const Dims dims{wshape[1], wshape[0]};
     const HyperParams hp = resolve_hyper(info, dims, given);

@@ -47,7 +47,7 @@ TEST(Safetensors, CorruptionIsAClearError) {
       {"truncated length", good.substr(0, 5), {"offset 0", "5 bytes"}},
       {"header length past end", header_len(1 << 20) + "{}", {"offset 8", "truncated or corrupt"}},
       {"truncated data", good.substr(0, good.size() - 8), {"tensor 'a'", "truncated"}},
-      {"bad json", make_file(R"({"a": [1, 2,)", ""), {"valid JSON", "offset 8"}},
+      {"bad json", make_file(R"({"a": [1, 2,)", ""), {"valid JSON", "bytes 8 to", "byte offset"}},
       {"not an object", make_file("[1,2]", ""), {"JSON object"}},
       {"unknown dtype", make_file(R"({"a":{"dtype":"Q8","shape":[1],"data_offsets":[0,1]}})", "x"), {"'a'", "dtype", "Q8"}},
       {"size mismatch", make_file(R"({"a":{"dtype":"F64","shape":[3],"data_offsets":[0,16]}})", doubles({1, 2})),

@@ -18,39 +18,7 @@ import torch
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
-def _gradguard():
-    """Import gradguard (from src/python when not installed). The native module is gradguard._C, built by CMake;
-    only when it is missing altogether (a checkout without a build) the flow bindings are compiled on the fly with
-    torch.utils.cpp_extension from the same sources and installed as gradguard._C, so flow.py's code path is the
-    same either way."""
-    try:
-        import gradguard
-    except ImportError:
-        sys.path.insert(0, str(ROOT / "src" / "python"))
-        import gradguard
-    try:
-        from gradguard import _C  # noqa: F401
-    except ImportError:
-        from torch.utils.cpp_extension import load
-
-        work = pathlib.Path(tempfile.gettempdir()) / "gradguard_flow_dev"
-        work.mkdir(parents=True, exist_ok=True)
-        shim = work / "shim.cpp"
-        text = ("#include <torch/extension.h>\nvoid bind_flow(pybind11::module_& m);\n"
-                "PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) { bind_flow(m); }\n")
-        if not shim.exists() or shim.read_text() != text:
-            shim.write_text(text)
-        ext = load(name="gradguard_flow_dev",
-                   sources=[str(ROOT / "checkers" / "graph_walk.cpp"), str(ROOT / "src" / "python" / "bind_flow.cpp"),
-                            str(shim)],
-                   extra_include_paths=[str(ROOT), str(ROOT / "src")], extra_cflags=["-std=c++20", "-O1"],
-                   build_directory=str(work))
-        sys.modules["gradguard._C"] = ext
-        gradguard._C = ext
-    return gradguard
-
-
-gradguard = _gradguard()
+import gradguard  # noqa: E402  (installed by .ci/setup, native module included)
 from gradguard import _C  # noqa: E402
 from gradguard.flow import FlowReport, Problem, check  # noqa: E402
 
@@ -58,8 +26,7 @@ _spec = importlib.util.spec_from_file_location("gg_flow_models", ROOT / "fixture
 fm = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(fm)
 
-peft = pytest.importorskip("peft")
-pytest.importorskip("transformers")
+import peft  # noqa: E402
 from peft import (AdaLoraConfig, IA3Config, LoHaConfig, LoKrConfig, LoraConfig,  # noqa: E402
                   VeraConfig)
 

@@ -13,7 +13,7 @@ from torch import nn
 
 from . import _C
 from ._table import table
-from .bridge import load_into_peft, make_peft_layer, peft_supported
+from .bridge import load_into_peft, make_peft_layer, peft_unsupported_reason
 
 BACKENDS = ("eigen", "torch", "cuda", "peft")
 
@@ -102,8 +102,9 @@ def compare(name: str, *, backends=BACKENDS, dtype: str = "float32", d_in: int =
                       else "the cuda backend is not built yet (fused kernels arrive with the CUDA issue)")
             skipped.append({"backend": "cuda", "dtype": "*", "reason": reason})
         elif backend == "peft":
-            if not peft_supported(name):
-                skipped.append({"backend": "peft", "dtype": "*", "reason": f"PEFT has no layer for '{name}'"})
+            reason = peft_unsupported_reason(name, case["hp"])
+            if reason:
+                skipped.append({"backend": "peft", "dtype": "*", "reason": reason})
                 continue
             for dt, tdt in (("float64", torch.float64), (dtype, torch.float32)):
                 add("peft", dt, {k: v.double() for k, v in _run_peft(name, case, tdt).items()})

@@ -1,0 +1,183 @@
+"""The ``gradguard`` command. Exit codes: 0 all good, 1 problems found, 2 usage or input error."""
+from __future__ import annotations
+
+import argparse
+import json
+import runpy
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
+
+CHECK_FILE_FORM = """\
+The file is run as a Python script and must define a function setup() that returns a dict:
+    model      the torch.nn.Module to check (required)
+    inputs     a tuple of positional inputs for model(...)        (optional, default ())
+    kwargs     a dict of keyword inputs for model(...)            (optional, default {})
+    loss_fn    a function output -> scalar loss                   (optional: output.loss, else mean of squares)
+    optimizer  the optimizer that will train the model            (optional: enables not_in_optimizer checks)
+Example:
+    def setup():
+        model = get_peft_model(tiny_llama(), LoraConfig(target_modules=["q_proj"]))
+        return {"model": model, "kwargs": {"input_ids": ids, "labels": ids}}"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse exits 2 on usage errors already; this keeps the message on one clear line."""
+
+    def error(self, message: str):
+        self.print_usage(sys.stderr)
+        print(f"gradguard: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def _hp_pairs(pairs: list[str]) -> dict:
+    hp = {}
+    for p in pairs or []:
+        key, sep, value = p.partition("=")
+        if not sep or not key:
+            raise ValueError(f"argument '--hp': expected KEY=VALUE, got '{p}'")
+        low = value.lower()
+        if low in ("true", "false"):
+            hp[key] = low == "true"
+        else:
+            try:
+                hp[key] = int(value)
+            except ValueError:
+                try:
+                    hp[key] = float(value)
+                except ValueError:
+                    raise ValueError(f"argument '--hp {key}': expected a number or true/false, got '{value}'") from None
+    return hp
+
+
+def _emit(obj, as_json: bool, text: str) -> None:
+    print(json.dumps(obj, indent=2) if as_json else text)
+
+
+def cmd_adapters(args) -> int:
+    import gradguard as gg
+
+    if args.json:
+        print(json.dumps([gg.info(n) for n in gg.adapters()], indent=2))
+    else:
+        for n in gg.adapters():
+            print(f"{n:12s} {gg.info(n)['summary']}")
+    return EXIT_OK
+
+
+def cmd_gradcheck(args) -> int:
+    import gradguard as gg
+
+    res = gg.gradcheck(args.adapter, d_in=args.d_in, d_out=args.d_out, backend=args.backend, mode=args.mode,
+                       seed=args.seed, n_rows=args.rows, four_point=args.four_point, **_hp_pairs(args.hp))
+    _emit(res.to_json(), args.json, str(res))
+    return EXIT_OK if res.ok else EXIT_PROBLEMS
+
+
+def cmd_compare(args) -> int:
+    import gradguard as gg
+
+    backends = tuple(b.strip() for b in args.backends.split(",") if b.strip())
+    res = gg.compare(args.adapter, backends=backends, d_in=args.d_in, d_out=args.d_out, n_rows=args.rows,
+                     seed=args.seed, **_hp_pairs(args.hp))
+    _emit(res.to_json(), args.json, str(res))
+    return EXIT_OK if res.ok else EXIT_PROBLEMS
+
+
+def cmd_check(args) -> int:
+    import gradguard as gg
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise FileNotFoundError(f"argument 'file': expected a Python file that defines setup(), got '{path}' (not found)")
+    namespace = runpy.run_path(str(path), run_name="__gradguard_check__")
+    setup = namespace.get("setup")
+    if not callable(setup):
+        raise ValueError(f"argument 'file': expected '{path}' to define a function setup() returning a dict "
+                         f"(see `gradguard check --help`), got none")
+    spec = setup()
+    if not isinstance(spec, dict) or "model" not in spec:
+        raise ValueError(f"argument 'file': expected setup() to return a dict with at least 'model', got "
+                         f"{type(spec).__name__}{' without model' if isinstance(spec, dict) else ''}")
+    unknown = set(spec) - {"model", "inputs", "kwargs", "loss_fn", "optimizer"}
+    if unknown:
+        raise ValueError(f"argument 'file': setup() returned unknown keys {sorted(unknown)}; expected model, inputs, "
+                         f"kwargs, loss_fn, optimizer")
+    report = gg.check(spec["model"], *spec.get("inputs", ()), loss_fn=spec.get("loss_fn"),
+                      optimizer=spec.get("optimizer"), **spec.get("kwargs", {}))
+    _emit(report.to_json(), args.json, str(report))
+    return EXIT_OK if report.ok else EXIT_PROBLEMS
+
+
+def cmd_audit(args) -> int:
+    from .audit import print_summary, run_audit, write_reports
+
+    names = [n.strip() for n in args.adapters.split(",")] if args.adapters else None
+    report = run_audit(names, quiet=args.json or not sys.stderr.isatty())
+    json_path, md_path = write_reports(report, args.out)
+    if args.json:
+        print(json_path.read_text())
+    else:
+        print_summary(report)
+        print(f"reports: {json_path}  {md_path}")
+    return EXIT_OK if report["ok"] else EXIT_PROBLEMS
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="gradguard", description="Prove parameter-efficient fine-tuning adapters correct and fast.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    a = sub.add_parser("audit", help="gradcheck x backends, numerics vs PEFT, gradient flow in a tiny Llama; writes reports")
+    a.add_argument("--out", default="reports/latest", help="report folder (default: reports/latest)")
+    a.add_argument("--adapters", help="comma-separated subset of the registry (default: all)")
+    a.add_argument("--json", action="store_true", help="print report.json instead of the summary table")
+    a.set_defaults(func=cmd_audit)
+
+    g = sub.add_parser("gradcheck", help="finite differences (float64) against one adapter's analytic backward")
+    g.add_argument("adapter")
+    g.add_argument("--d-in", type=int, default=8)
+    g.add_argument("--d-out", type=int, default=8)
+    g.add_argument("--rows", type=int, default=3, help="N, the number of input rows")
+    g.add_argument("--backend", default="eigen", choices=["eigen", "torch"])
+    g.add_argument("--mode", default="fast", choices=["fast", "full"])
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--four-point", action="store_true", help="4-point stencil instead of central differences")
+    g.add_argument("--hp", nargs="*", metavar="KEY=VALUE", help="hyper-parameters, e.g. r=4 lora_alpha=16 use_rslora=true")
+    g.add_argument("--json", action="store_true")
+    g.set_defaults(func=cmd_gradcheck)
+
+    c = sub.add_parser("compare", help="eigen float64 reference vs eigen/torch float64/float32 vs PEFT's layer")
+    c.add_argument("adapter")
+    c.add_argument("--backends", default="eigen,torch,cuda,peft")
+    c.add_argument("--d-in", type=int, default=11)
+    c.add_argument("--d-out", type=int, default=7)
+    c.add_argument("--rows", type=int, default=5)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--hp", nargs="*", metavar="KEY=VALUE")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_compare)
+
+    k = sub.add_parser("check", help="gradient flow of a model defined in a Python file",
+                       description=CHECK_FILE_FORM, formatter_class=argparse.RawDescriptionHelpFormatter)
+    k.add_argument("file")
+    k.add_argument("--json", action="store_true")
+    k.set_defaults(func=cmd_check)
+
+    r = sub.add_parser("adapters", help="list the registry")
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(func=cmd_adapters)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, NotImplementedError) as e:  # gradguard.InputError is a ValueError
+        print(f"gradguard: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
