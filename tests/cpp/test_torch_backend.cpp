@@ -108,6 +108,9 @@ TEST_P(TorchOp, BadInputNamesTheArgument) {
   const std::string p = info.trainable(c.hp)[0]->name;
   mixed[p] = mixed[p].to(at::kFloat);
   expect_error("dtype mix", mixed, at::ones({3, 6}, at::kDouble), {p, "dtype Double", "Float"});
+  TorchTensors other_device = good;  // no GPU needed: the meta device is a different device all the same
+  other_device[p] = at::empty(good.at(p).sizes(), at::TensorOptions().dtype(at::kDouble).device(at::kMeta));
+  expect_error("device mix", other_device, at::ones({3, 6}, at::kDouble), {p, "device cpu", "meta"});
   TorchTensors missing = good;
   missing.erase(p);
   expect_error("missing tensor", missing, at::ones({3, 6}, at::kDouble), {p, "shape"});

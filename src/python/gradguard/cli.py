@@ -5,6 +5,7 @@ import argparse
 import json
 import runpy
 import sys
+import warnings
 from pathlib import Path
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
@@ -172,6 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # PEFT 0.21.2 reads a property transformers 5.x deprecated: noise in every report, not the user's problem.
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError, NotImplementedError) as e:  # gradguard.InputError is a ValueError
