@@ -62,4 +62,37 @@ inline Cost backward_cost(int64_t n, const Dims& d, const HyperParams& hp, doubl
   return {flops, bytes};
 }
 
+// PEFT LoRA's factors: lora_A (r, d_in), kaiming at init; lora_B (d_out, r), zeros at init.
+inline TensorSpec lora_A(std::string zero_grad_at_init) {
+  return {"lora_A", TensorRole::trainable,
+          [](const Dims& d, const HyperParams& hp) { return Shape{rank(hp), d.d_in}; }, "lora_A.{adapter}.weight",
+          "kaiming_uniform(a=sqrt(5))", std::move(zero_grad_at_init), {}};
+}
+
+inline TensorSpec lora_B() {
+  return {"lora_B", TensorRole::trainable,
+          [](const Dims& d, const HyperParams& hp) { return Shape{d.d_out, rank(hp)}; }, "lora_B.{adapter}.weight",
+          "zeros", "", {}};
+}
+
+// An entry with what the family shares filled in (hyper-parameters, base tensors, scaling, rank bounds, both
+// backends at float64/float32, the rank-r cost model); the adapter adds its own tensors and overrides the rest.
+inline AdapterInfo family_entry(std::string name, std::string peft_type, std::string summary, EigenImpl<double> e64,
+                                EigenImpl<float> e32) {
+  AdapterInfo a;
+  a.name = std::move(name);
+  a.peft_type = std::move(peft_type);
+  a.summary = std::move(summary);
+  a.hyper = hyper_params();
+  a.tensors = base_tensors();
+  a.scaling = scaling;
+  a.validate = validate;
+  a.eigen64 = e64;
+  a.eigen32 = e32;
+  a.backends = {{"eigen", {"float64", "float32"}, ""}, {"torch", {"float64", "float32"}, ""}};
+  a.forward_cost = [](int64_t n, const Dims& d, const HyperParams& hp) { return forward_cost(n, d, hp); };
+  a.backward_cost = [](int64_t n, const Dims& d, const HyperParams& hp) { return backward_cost(n, d, hp); };
+  return a;
+}
+
 }  // namespace gg::lowrank

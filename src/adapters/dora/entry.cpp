@@ -5,21 +5,13 @@ namespace gg {
 
 const AdapterInfo& dora_info() {
   static const AdapterInfo info = [] {
-    AdapterInfo a;
-    a.name = "dora";
-    a.peft_type = "LORA";
-    a.summary = "Y = (m/‖W + s·BA‖_rows) ⊙ (X Wᵀ + s·(X Aᵀ) Bᵀ) + b";
-    a.hyper = lowrank::hyper_params();
+    AdapterInfo a = lowrank::family_entry("dora", "LORA", "Y = (m/‖W + s·BA‖_rows) ⊙ (X Wᵀ + s·(X Aᵀ) Bᵀ) + b",
+                                          {dora::forward<double>, dora::backward<double>},
+                                          {dora::forward<float>, dora::backward<float>});
     a.hyper.push_back({"exact_gradient", 0, HyperParamSpec::Kind::flag,
                        "0: PEFT's semantics (weight norm detached, paper §4.3); 1: differentiate the norm too"});
-    a.tensors = lowrank::base_tensors();
-    a.tensors.push_back({"lora_A", TensorRole::trainable,
-                         [](const Dims& d, const HyperParams& hp) { return Shape{lowrank::rank(hp), d.d_in}; },
-                         "lora_A.{adapter}.weight", "kaiming_uniform(a=sqrt(5))",
-                         "lora_B is zero at init, so the low-rank path passes no gradient to A", {}});
-    a.tensors.push_back({"lora_B", TensorRole::trainable,
-                         [](const Dims& d, const HyperParams& hp) { return Shape{d.d_out, lowrank::rank(hp)}; },
-                         "lora_B.{adapter}.weight", "zeros", "", {}});
+    a.tensors.push_back(lowrank::lora_A("lora_B is zero at init, so the low-rank path passes no gradient to A"));
+    a.tensors.push_back(lowrank::lora_B());
     a.tensors.push_back({"lora_magnitude_vector", TensorRole::trainable,
                          [](const Dims& d, const HyperParams&) { return Shape{d.d_out}; },
                          "lora_magnitude_vector.{adapter}.weight", "row norms of W (so the layer is the base at init)",
@@ -32,11 +24,6 @@ const AdapterInfo& dora_info() {
       if (hp.at("exact_gradient") != 0.0) return;
       t["weight_norm"] = dora::adapted_weight(t, lowrank::scaling(hp)).rowwise().norm().transpose();
     };
-    a.scaling = lowrank::scaling;
-    a.validate = lowrank::validate;
-    a.eigen64 = {dora::forward<double>, dora::backward<double>};
-    a.eigen32 = {dora::forward<float>, dora::backward<float>};
-    a.backends = {{"eigen", {"float64", "float32"}, ""}, {"torch", {"float64", "float32"}, ""}};
     // The row norm of V = W + s·BA costs a d_out×d_in pass plus the rank-r product forming BA.
     a.forward_cost = [](int64_t n, const Dims& d, const HyperParams& hp) {
       Cost c = lowrank::forward_cost(n, d, hp, 2.0);

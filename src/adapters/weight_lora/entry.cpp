@@ -5,12 +5,9 @@ namespace gg {
 
 const AdapterInfo& weight_lora_info() {
   static const AdapterInfo info = [] {
-    AdapterInfo a;
-    a.name = "weight_lora";
-    a.peft_type = "WEIGHT_LORA";
-    a.summary = "Y = X Wᵀ + b + s·w·(X A) B, A (d_in, r), B (r, d_out), w scalar";
-    a.hyper = lowrank::hyper_params();
-    a.tensors = lowrank::base_tensors();
+    AdapterInfo a = lowrank::family_entry("weight_lora", "WEIGHT_LORA", "Y = X Wᵀ + b + s·w·(X A) B, A (d_in, r), B (r, d_out), w scalar",
+                                          {weight_lora::forward<double>, weight_lora::backward<double>},
+                                          {weight_lora::forward<float>, weight_lora::backward<float>});
     a.tensors.push_back({"weight_lora_A", TensorRole::trainable,
                          [](const Dims& d, const HyperParams& hp) { return Shape{d.d_in, lowrank::rank(hp)}; },
                          "weight_lora_A.{adapter}", "kaiming_uniform(a=sqrt(5)) on the (d_in, r) tensor",
@@ -21,13 +18,6 @@ const AdapterInfo& weight_lora_info() {
     a.tensors.push_back({"weight_lora_w", TensorRole::trainable,
                          [](const Dims&, const HyperParams&) { return Shape{}; }, "weight_lora_w.{adapter}", "ones",
                          "weight_lora_B is zero at init, so the gated term X A B is zero and so is dL/dw", {}});
-    a.scaling = lowrank::scaling;
-    a.validate = lowrank::validate;
-    a.eigen64 = {weight_lora::forward<double>, weight_lora::backward<double>};
-    a.eigen32 = {weight_lora::forward<float>, weight_lora::backward<float>};
-    a.backends = {{"eigen", {"float64", "float32"}, ""}, {"torch", {"float64", "float32"}, ""}};
-    a.forward_cost = [](int64_t n, const Dims& d, const HyperParams& hp) { return lowrank::forward_cost(n, d, hp); };
-    a.backward_cost = [](int64_t n, const Dims& d, const HyperParams& hp) { return lowrank::backward_cost(n, d, hp); };
     return a;
   }();
   return info;
