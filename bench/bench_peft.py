@@ -29,7 +29,7 @@ backends at d_in = d_out = 8, r = 2.
 
 Presets (--presets, comma-separated):
   small   N=512,  d=1024, r=16
-  large   N=2048, d=4096, r=16   (a 7B-model projection, 2048 tokens per step; ~27 s per repetition on 2 cores)
+  large   N=2048, d=4096, r=16   (a 7B-model projection, 2048 tokens per step; 12-27 s per repetition on 2 cores)
   target  N=512,  d=4096, r=8    (the issue's target shape for weight_lora)
   tiny    N=16,   d=32,   r=4    (not in the default set; for smoke tests)
 
@@ -82,7 +82,8 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     "small": Preset("small", 512, 1024, 16),
     # max_reps exists to cap the largest preset if the default run outgrows ~10 minutes on 2 cores; measured
-    # (2 cores, other jobs running) the default run takes ~7.5 min with 9 repetitions everywhere, so no cap.
+    # on 2 cores the default run (9 repetitions everywhere) takes ~4 min idle and ~7.5 min with other jobs loading
+    # the machine (load average 5-6), so no cap.
     "large": Preset("large", 2048, 4096, 16),
     "target": Preset("target", 512, 4096, 8),
     "tiny": Preset("tiny", 16, 32, 4),
@@ -452,6 +453,9 @@ def write_json_atomic(path: str, data: dict) -> None:
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".bench-", suffix=".json.tmp", dir=folder)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; the report is an ordinary file
         with os.fdopen(fd, "w") as f:
             json.dump(data, f, indent=1, allow_nan=False)
             f.write("\n")
