@@ -49,9 +49,10 @@ void BM_torch(benchmark::State& state, const AdapterInfo* info, Preset p, bool b
   const at::Tensor x = at::randn({p.n, p.d}), dy = at::randn({p.n, p.d});
   const TorchImpl& impl = torch_impl(*info);
   for (auto _ : state) {
-    at::Tensor y = impl.forward(x, t, hp);
+    TorchTensors saved;
+    at::Tensor y = impl.forward(x, t, hp, backward ? &saved : nullptr);
     benchmark::DoNotOptimize(y.data_ptr());
-    if (backward) benchmark::DoNotOptimize(impl.backward(x, t, hp, dy).dx.data_ptr());
+    if (backward) benchmark::DoNotOptimize(impl.backward(x, t, hp, dy, saved, GradRequest{}).dx.data_ptr());
   }
   report(state, info, p, backward);
 }

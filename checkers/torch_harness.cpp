@@ -50,14 +50,18 @@ Differentiable torch_differentiable(const AdapterInfo& info, const AdapterCase<d
     assign_inputs(info, in, *work);
     at::NoGradGuard no_grad;
     return to_flat(impl.forward(to_torch(work->x, {work->x.rows(), work->dims.d_in}, at::kDouble),
-                                case_tensors(info, *work, at::kDouble), work->hp));
+                                case_tensors(info, *work, at::kDouble), work->hp, nullptr));
   };
   f.vjp = [&info, &impl, work](const std::vector<FlatTensor>& in, const std::vector<double>& dy) {
     assign_inputs(info, in, *work);
     at::NoGradGuard no_grad;
-    const TorchGrads g = impl.backward(to_torch(work->x, {work->x.rows(), work->dims.d_in}, at::kDouble),
-                                       case_tensors(info, *work, at::kDouble), work->hp,
-                                       to_torch(dy, {work->x.rows(), work->dims.d_out}, at::kDouble));
+    // The path a live model takes: forward saves its intermediates, backward reuses them.
+    const at::Tensor x = to_torch(work->x, {work->x.rows(), work->dims.d_in}, at::kDouble);
+    const TorchTensors t = case_tensors(info, *work, at::kDouble);
+    TorchTensors saved;
+    impl.forward(x, t, work->hp, &saved);
+    const TorchGrads g = impl.backward(x, t, work->hp, to_torch(dy, {work->x.rows(), work->dims.d_out}, at::kDouble),
+                                       saved, GradRequest{});
     std::vector<std::vector<double>> out = {to_flat(g.dx)};
     for (const auto* spec : info.trainable(work->hp)) {
       const auto it = g.dparams.find(spec->name);
@@ -79,15 +83,16 @@ BackendRun run_torch(const AdapterInfo& info, const AdapterCase<double>& c, cons
   BackendRun run;
   if (!naive) {
     at::NoGradGuard no_grad;
-    run["y"] = to_flat(impl.forward(x, t, c.hp));
-    const TorchGrads g = impl.backward(x, t, c.hp, dyt);
+    TorchTensors saved;
+    run["y"] = to_flat(impl.forward(x, t, c.hp, &saved));
+    const TorchGrads g = impl.backward(x, t, c.hp, dyt, saved, GradRequest{});
     run["dx"] = to_flat(g.dx);
     for (const auto* spec : info.trainable(c.hp)) run["d " + spec->name] = to_flat(g.dparams.at(spec->name));
     return run;
   }
   std::vector<at::Tensor> leaves = {x.requires_grad_(true)};
   for (const auto* spec : info.trainable(c.hp)) leaves.push_back(t[spec->name].requires_grad_(true));
-  const at::Tensor y = impl.forward(x, t, c.hp);
+  const at::Tensor y = impl.forward(x, t, c.hp, nullptr);
   const auto grads = torch::autograd::grad({y}, leaves, {dyt});
   run["y"] = to_flat(y);
   run["dx"] = to_flat(grads[0]);

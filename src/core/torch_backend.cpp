@@ -1,5 +1,6 @@
 #include "core/torch_backend.hpp"
 
+#include <ATen/ATen.h>
 #include <torch/autograd.h>
 
 #include "core/errors.hpp"
@@ -23,6 +24,8 @@ const TorchImpl& torch_impl(const AdapterInfo& info) {
   if (it == table.end()) throw NotImplemented("not implemented: " + info.name + " (torch)");
   return *it->second;
 }
+
+at::Tensor tall_tn(const at::Tensor& a, const at::Tensor& b) { return at::mm(b.t(), a).t().contiguous(); }
 
 static std::string shape_of(const at::Tensor& t) { return shape_str(Shape(t.sizes().begin(), t.sizes().end())); }
 
@@ -61,8 +64,11 @@ Dims validate_torch_call(const AdapterInfo& info, const at::Tensor& x, const Tor
 
 namespace {
 
-// Names and hyper-parameters travel through the autograd context as IValues.
+// Names and hyper-parameters travel through the autograd context as IValues; the adapter's own intermediates
+// (TorchImpl::forward's `saved`) are saved after the inputs, under names kept in "saved_names".
 struct AdapterFunction : public torch::autograd::Function<AdapterFunction> {
+  static constexpr size_t kNonTensorArgs = 3;  // name, tensor_names, hp_values
+
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const std::string& name,
                             const std::vector<std::string>& tensor_names, const std::vector<double>& hp_values,
                             const at::Tensor& x, at::TensorList tensors) {
@@ -70,28 +76,47 @@ struct AdapterFunction : public torch::autograd::Function<AdapterFunction> {
     const HyperParams hp = unpack_hyper(info, hp_values);
     TorchTensors t;
     for (size_t i = 0; i < tensors.size(); ++i) t[tensor_names[i]] = tensors[i];
-    ctx->saved_data["name"] = name;
-    ctx->saved_data["tensor_names"] = tensor_names;
-    ctx->saved_data["hp"] = hp_values;
+    TorchTensors intermediates;
+    at::Tensor y = torch_impl(info).forward(x, t, hp, &intermediates);
+    std::vector<std::string> saved_names;
     std::vector<at::Tensor> saved = {x};
     saved.insert(saved.end(), tensors.begin(), tensors.end());
+    for (auto& [k, v] : intermediates) {
+      saved_names.push_back(k);
+      saved.push_back(v);
+    }
+    ctx->saved_data["name"] = name;
+    ctx->saved_data["tensor_names"] = tensor_names;
+    ctx->saved_data["saved_names"] = saved_names;
+    ctx->saved_data["hp"] = hp_values;
     ctx->save_for_backward(saved);
-    return torch_impl(info).forward(x, t, hp);
+    return y;
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grad_outputs) {
     const AdapterInfo& info = find_adapter(ctx->saved_data["name"].toStringRef());
-    const auto names_list = ctx->saved_data["tensor_names"].toList();
+    const auto names = ctx->saved_data["tensor_names"].toList();
+    const auto saved_names = ctx->saved_data["saved_names"].toList();
     const HyperParams hp = unpack_hyper(info, ctx->saved_data["hp"].toDoubleVector());
     const auto saved = ctx->get_saved_variables();
-    TorchTensors t;
-    for (size_t i = 0; i < names_list.size(); ++i) t[names_list.get(i).toStringRef()] = saved[i + 1];
-    TorchGrads g = torch_impl(info).backward(saved[0], t, hp, grad_outputs[0].contiguous());
-    // One entry per forward argument: three non-tensor arguments, x, then each tensor of the list.
-    torch::autograd::variable_list out = {at::Tensor(), at::Tensor(), at::Tensor(), g.dx};
-    for (size_t i = 0; i < names_list.size(); ++i) {
-      auto it = g.dparams.find(names_list.get(i).toStringRef());
+    TorchTensors t, intermediates;
+    GradRequest request;
+    // needs_input_grad counts tensor inputs only (the graph's edges): x is 0, the tensors follow.
+    request.dx = ctx->needs_input_grad(0);
+    request.all_params = false;
+    for (size_t i = 0; i < names.size(); ++i) {
+      const std::string& n = names.get(i).toStringRef();
+      t[n] = saved[i + 1];
+      if (ctx->needs_input_grad(1 + i)) request.params.insert(n);
+    }
+    for (size_t i = 0; i < saved_names.size(); ++i) intermediates[saved_names.get(i).toStringRef()] = saved[1 + names.size() + i];
+    TorchGrads g = torch_impl(info).backward(saved[0], t, hp, grad_outputs[0].contiguous(), intermediates, request);
+    // One entry per forward argument: the non-tensor arguments, x, then each tensor of the list.
+    torch::autograd::variable_list out(kNonTensorArgs);
+    out.push_back(request.dx ? g.dx : at::Tensor());
+    for (size_t i = 0; i < names.size(); ++i) {
+      auto it = g.dparams.find(names.get(i).toStringRef());
       out.push_back(it == g.dparams.end() ? at::Tensor() : it->second);
     }
     return out;

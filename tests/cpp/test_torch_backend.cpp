@@ -81,12 +81,36 @@ TEST_P(TorchOp, RunsUnderAutogradWithLeadingDimsAndViews) {
   ASSERT_EQ(y.sizes(), (at::IntArrayRef{2, 3, 4}));
   const at::Tensor dy = at::randn({2, 3, 4}, at::kDouble);
   y.backward(dy);
-  const TorchGrads direct = torch_impl(info).backward(x.reshape({-1, 6}), t, c.hp, dy.reshape({-1, 4}));
+  // Called directly with nothing saved, the backward recomputes its intermediates: both paths must agree.
+  const TorchGrads direct =
+      torch_impl(info).backward(x.reshape({-1, 6}), t, c.hp, dy.reshape({-1, 4}), {}, GradRequest{});
   EXPECT_TRUE(at::allclose(xg.grad().reshape({-1, 6}), direct.dx, 1e-12, 1e-12));
   for (const auto* spec : info.trainable(c.hp)) {
     ASSERT_TRUE(t[spec->name].grad().defined()) << spec->name;
     EXPECT_TRUE(at::allclose(t[spec->name].grad(), direct.dparams.at(spec->name), 1e-12, 1e-12)) << spec->name;
   }
+}
+
+// Autograd asks only for the gradients of inputs that require grad; the others are skipped, not computed and dropped.
+TEST_P(TorchOp, ComputesOnlyRequestedGradients) {
+  const AdapterInfo& info = find_adapter(GetParam());
+  const auto c = make_case(info, {6, 4}, {{"r", 2}}, 3, 29);
+  TorchTensors t = torch_case(info, c, at::kDouble);
+  const std::string first = info.trainable(c.hp)[0]->name;
+  t[first].requires_grad_(true);
+  const at::Tensor x = at::randn({3, 6}, at::kDouble);  // does not require grad
+  const at::Tensor dy = at::randn({3, 4}, at::kDouble);
+  adapter_apply(info, x, t, c.hp).backward(dy);
+  const TorchGrads all = torch_impl(info).backward(x, t, c.hp, dy, {}, GradRequest{});
+  ASSERT_TRUE(t[first].grad().defined());
+  EXPECT_TRUE(at::allclose(t[first].grad(), all.dparams.at(first), 1e-12, 1e-12));
+  GradRequest only;
+  only.dx = false;
+  only.all_params = false;
+  only.params = {first};
+  const TorchGrads some = torch_impl(info).backward(x, t, c.hp, dy, {}, only);
+  EXPECT_FALSE(some.dx.defined());
+  EXPECT_EQ(some.dparams.size(), 1u);
 }
 
 TEST_P(TorchOp, BadInputNamesTheArgument) {

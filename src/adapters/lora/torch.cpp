@@ -7,26 +7,31 @@
 namespace gg {
 namespace {
 
-at::Tensor forward(const at::Tensor& x, const TorchTensors& t, const HyperParams& hp) {
+at::Tensor forward(const at::Tensor& x, const TorchTensors& t, const HyperParams& hp, TorchTensors* saved) {
   const double s = lowrank::scaling(hp);
-  at::Tensor y = at::addmm(t.at("bias"), x, t.at("weight").t());   // (N, d_out)
-  const at::Tensor S = at::mm(x, t.at("lora_A").t());                // (N, r)
-  y = at::addmm(y, S, t.at("lora_B").t(), /*beta=*/1, /*alpha=*/s);
-  if (hp.at("lora_bias") != 0.0) y = y + s * t.at("lora_B_bias");
+  const at::Tensor S = at::mm(x, t.at("lora_A").t());             // (N, r)
+  if (saved) (*saved)["S"] = S;
+  at::Tensor y = at::addmm(t.at("bias"), x, t.at("weight").t());  // (N, d_out)
+  y.addmm_(S, t.at("lora_B").t(), /*beta=*/1, /*alpha=*/s);
+  if (hp.at("lora_bias") != 0.0) y.add_(t.at("lora_B_bias"), s);
   return y;
 }
 
-TorchGrads backward(const at::Tensor& x, const TorchTensors& t, const HyperParams& hp, const at::Tensor& dy) {
+TorchGrads backward(const at::Tensor& x, const TorchTensors& t, const HyperParams& hp, const at::Tensor& dy,
+                    const TorchTensors& saved, const GradRequest& request) {
   const double s = lowrank::scaling(hp);
   const at::Tensor& A = t.at("lora_A");  // (r, d_in)
   const at::Tensor& B = t.at("lora_B");  // (d_out, r)
-  const at::Tensor S = at::mm(x, A.t());        // (N, r), recomputed: cheaper than keeping it alive
-  const at::Tensor dS = at::mm(dy, B).mul_(s);  // (N, r)
   TorchGrads g;
-  g.dparams["lora_B"] = at::mm(dy.t(), S).mul_(s);  // (d_out, r)
-  g.dparams["lora_A"] = at::mm(dS.t(), x);          // (r, d_in)
-  if (hp.at("lora_bias") != 0.0) g.dparams["lora_B_bias"] = dy.sum(0).mul_(s);
-  g.dx = at::mm(dy, t.at("weight")).addmm_(dS, A);  // (N, d_in): base term, then the adapter term in place
+  if (request.wants("lora_B")) {
+    const at::Tensor S = saved_or(saved, "S", [&] { return at::mm(x, A.t()); });  // (N, r)
+    g.dparams["lora_B"] = tall_tn(dy, S).mul_(s);                                  // (d_out, r)
+  }
+  if (hp.at("lora_bias") != 0.0 && request.wants("lora_B_bias")) g.dparams["lora_B_bias"] = dy.sum(0).mul_(s);
+  if (!request.dx && !request.wants("lora_A")) return g;
+  const at::Tensor dS = at::mm(dy, B).mul_(s);                                     // (N, r)
+  if (request.wants("lora_A")) g.dparams["lora_A"] = at::mm(dS.t(), x);            // (r, d_in)
+  if (request.dx) g.dx = at::mm(dy, t.at("weight")).addmm_(dS, A);                 // (N, d_in): base + adapter term
   return g;
 }
 

@@ -7,25 +7,31 @@
 namespace gg {
 namespace {
 
-at::Tensor forward(const at::Tensor& x, const TorchTensors& t, const HyperParams& hp) {
+at::Tensor forward(const at::Tensor& x, const TorchTensors& t, const HyperParams& hp, TorchTensors* saved) {
   const double s = lowrank::scaling(hp);
-  const at::Tensor G = at::mm(x, t.at("lora_A").t()) * t.at("lora_gate");  // (N, r)
-  return at::addmm(at::addmm(t.at("bias"), x, t.at("weight").t()), G, t.at("lora_B").t(), 1, s);
+  const at::Tensor S = at::mm(x, t.at("lora_A").t());  // (N, r)
+  if (saved) (*saved)["S"] = S;
+  at::Tensor y = at::addmm(t.at("bias"), x, t.at("weight").t());
+  y.addmm_(S * t.at("lora_gate"), t.at("lora_B").t(), 1, s);
+  return y;
 }
 
-TorchGrads backward(const at::Tensor& x, const TorchTensors& t, const HyperParams& hp, const at::Tensor& dy) {
+TorchGrads backward(const at::Tensor& x, const TorchTensors& t, const HyperParams& hp, const at::Tensor& dy,
+                    const TorchTensors& saved, const GradRequest& request) {
   const double s = lowrank::scaling(hp);
   const at::Tensor& A = t.at("lora_A");        // (r, d_in)
   const at::Tensor& B = t.at("lora_B");        // (d_out, r)
   const at::Tensor& gate = t.at("lora_gate");  // (r)
-  const at::Tensor S = at::mm(x, A.t());       // (N, r)
-  const at::Tensor dG = at::mm(dy, B).mul_(s); // (N, r)
+  const at::Tensor S = saved_or(saved, "S", [&] { return at::mm(x, A.t()); });  // (N, r)
   TorchGrads out;
-  out.dparams["lora_B"] = at::mm(dy.t(), S * gate).mul_(s);  // (d_out, r)
-  out.dparams["lora_gate"] = (dG * S).sum(0);                // (r)
-  const at::Tensor dS = dG * gate;                           // (N, r)
-  out.dparams["lora_A"] = at::mm(dS.t(), x);                 // (r, d_in)
-  out.dx = at::mm(dy, t.at("weight")).addmm_(dS, A);         // (N, d_in)
+  if (request.wants("lora_B")) out.dparams["lora_B"] = tall_tn(dy, S * gate).mul_(s);  // (d_out, r)
+  if (!request.dx && !request.wants("lora_A") && !request.wants("lora_gate")) return out;
+  const at::Tensor dG = at::mm(dy, B).mul_(s);                               // (N, r)
+  if (request.wants("lora_gate")) out.dparams["lora_gate"] = (dG * S).sum(0);  // (r)
+  if (!request.dx && !request.wants("lora_A")) return out;
+  const at::Tensor dS = dG * gate;                                            // (N, r)
+  if (request.wants("lora_A")) out.dparams["lora_A"] = at::mm(dS.t(), x);    // (r, d_in)
+  if (request.dx) out.dx = at::mm(dy, t.at("weight")).addmm_(dS, A);         // (N, d_in)
   return out;
 }
 

@@ -7,27 +7,32 @@
 namespace gg {
 namespace {
 
-at::Tensor forward(const at::Tensor& x, const TorchTensors& t, const HyperParams& hp) {
+at::Tensor forward(const at::Tensor& x, const TorchTensors& t, const HyperParams& hp, TorchTensors* saved) {
   const double s = lowrank::scaling(hp);
-  const at::Tensor S = at::mm(x, t.at("weight_lora_A"));                          // (N, r)
-  const at::Tensor T = at::mm(S * (s * t.at("weight_lora_w")), t.at("weight_lora_B"));  // (N, d_out), gate on the thin side
-  return at::addmm(t.at("bias"), x, t.at("weight").t()) + T;
+  const at::Tensor S = at::mm(x, t.at("weight_lora_A"));  // (N, r)
+  if (saved) (*saved)["S"] = S;
+  at::Tensor y = at::addmm(t.at("bias"), x, t.at("weight").t());   // (N, d_out)
+  y.addmm_(S * (s * t.at("weight_lora_w")), t.at("weight_lora_B"));  // gate on the thin (N, r) side
+  return y;
 }
 
-TorchGrads backward(const at::Tensor& x, const TorchTensors& t, const HyperParams& hp, const at::Tensor& dy) {
+TorchGrads backward(const at::Tensor& x, const TorchTensors& t, const HyperParams& hp, const at::Tensor& dy,
+                    const TorchTensors& saved, const GradRequest& request) {
   const double s = lowrank::scaling(hp);
   const at::Tensor& A = t.at("weight_lora_A");  // (d_in, r)
   const at::Tensor& B = t.at("weight_lora_B");  // (r, d_out)
-  const at::Tensor& w = t.at("weight_lora_w");  // ()
-  const at::Tensor S = at::mm(x, A);           // (N, r)
-  const at::Tensor dyBt = at::mm(dy, B.t());   // (N, r), shared by dw and dS
-  const at::Tensor sw = w * s;                 // () stays on the device: no host sync
+  const at::Tensor sw = t.at("weight_lora_w") * s;  // () stays on the device: no host sync
+  const at::Tensor S = saved_or(saved, "S", [&] { return at::mm(x, A); });  // (N, r)
   TorchGrads g;
-  g.dparams["weight_lora_w"] = (dyBt * S).sum().mul_(s);  // ()
-  g.dparams["weight_lora_B"] = at::mm(S.t(), dy).mul_(sw);  // (r, d_out)
-  const at::Tensor dS = dyBt.mul(sw);                       // (N, r)
-  g.dparams["weight_lora_A"] = at::mm(x.t(), dS);           // (d_in, r)
-  g.dx = at::mm(dy, t.at("weight")).addmm_(dS, A.t());      // (N, d_in)
+  if (request.wants("weight_lora_B")) g.dparams["weight_lora_B"] = at::mm(S.t(), dy).mul_(sw);  // (r, d_out)
+  const bool need_dS = request.dx || request.wants("weight_lora_A");
+  if (!need_dS && !request.wants("weight_lora_w")) return g;
+  const at::Tensor dyBt = at::mm(dy, B.t());  // (N, r), shared by dw and dS
+  if (request.wants("weight_lora_w")) g.dparams["weight_lora_w"] = (dyBt * S).sum().mul_(s);  // ()
+  if (!need_dS) return g;
+  const at::Tensor dS = dyBt.mul_(sw);                                                 // (N, r)
+  if (request.wants("weight_lora_A")) g.dparams["weight_lora_A"] = tall_tn(x, dS);    // (d_in, r)
+  if (request.dx) g.dx = at::mm(dy, t.at("weight")).addmm_(dS, A.t());              // (N, d_in)
   return g;
 }
 
