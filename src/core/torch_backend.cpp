@@ -27,6 +27,8 @@ const TorchImpl& torch_impl(const AdapterInfo& info) {
 
 at::Tensor tall_tn(const at::Tensor& a, const at::Tensor& b) { return at::mm(b.t(), a).t().contiguous(); }
 
+at::Tensor thin_mm(const at::Tensor& m, const at::Tensor& f) { return at::mm(m, f.t().contiguous().t()); }
+
 static std::string shape_of(const at::Tensor& t) { return shape_str(Shape(t.sizes().begin(), t.sizes().end())); }
 
 Dims dims_from_weight(const TorchTensors& t) {

@@ -57,7 +57,7 @@ TorchGrads backward(const at::Tensor& x, const TorchTensors& t, const HyperParam
     out.dparams["lora_B"] = dB;
   }
   if (!request.dx && !request.wants("lora_A")) return out;
-  const at::Tensor dS = at::mm(dP, B).mul_(s);  // (N, r)
+  const at::Tensor dS = thin_mm(dP, B).mul_(s);  // (N, r)
   if (request.wants("lora_A")) {
     at::Tensor dA = at::mm(dS.t(), x);  // (r, d_in)
     if (exact) dA.addmm_(B.t(), dV, 1, s);

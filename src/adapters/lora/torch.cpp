@@ -29,7 +29,7 @@ TorchGrads backward(const at::Tensor& x, const TorchTensors& t, const HyperParam
   }
   if (hp.at("lora_bias") != 0.0 && request.wants("lora_B_bias")) g.dparams["lora_B_bias"] = dy.sum(0).mul_(s);
   if (!request.dx && !request.wants("lora_A")) return g;
-  const at::Tensor dS = at::mm(dy, B).mul_(s);                                     // (N, r)
+  const at::Tensor dS = thin_mm(dy, B).mul_(s);                                     // (N, r)
   if (request.wants("lora_A")) g.dparams["lora_A"] = at::mm(dS.t(), x);            // (r, d_in)
   if (request.dx) g.dx = at::mm(dy, t.at("weight")).addmm_(dS, A);                 // (N, d_in): base + adapter term
   return g;

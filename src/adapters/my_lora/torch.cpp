@@ -26,7 +26,7 @@ TorchGrads backward(const at::Tensor& x, const TorchTensors& t, const HyperParam
   TorchGrads out;
   if (request.wants("lora_B")) out.dparams["lora_B"] = tall_tn(dy, S * gate).mul_(s);  // (d_out, r)
   if (!request.dx && !request.wants("lora_A") && !request.wants("lora_gate")) return out;
-  const at::Tensor dG = at::mm(dy, B).mul_(s);                               // (N, r)
+  const at::Tensor dG = thin_mm(dy, B).mul_(s);                               // (N, r)
   if (request.wants("lora_gate")) out.dparams["lora_gate"] = (dG * S).sum(0);  // (r)
   if (!request.dx && !request.wants("lora_A")) return out;
   const at::Tensor dS = dG * gate;                                            // (N, r)

@@ -9,7 +9,7 @@ namespace {
 
 at::Tensor forward(const at::Tensor& x, const TorchTensors& t, const HyperParams& hp, TorchTensors* saved) {
   const double s = lowrank::scaling(hp);
-  const at::Tensor S = at::mm(x, t.at("weight_lora_A"));  // (N, r)
+  const at::Tensor S = thin_mm(x, t.at("weight_lora_A"));  // (N, r)
   if (saved) (*saved)["S"] = S;
   at::Tensor y = at::addmm(t.at("bias"), x, t.at("weight").t());   // (N, d_out)
   y.addmm_(S * (s * t.at("weight_lora_w")), t.at("weight_lora_B"));  // gate on the thin (N, r) side
@@ -22,7 +22,7 @@ TorchGrads backward(const at::Tensor& x, const TorchTensors& t, const HyperParam
   const at::Tensor& A = t.at("weight_lora_A");  // (d_in, r)
   const at::Tensor& B = t.at("weight_lora_B");  // (r, d_out)
   const at::Tensor sw = t.at("weight_lora_w") * s;  // () stays on the device: no host sync
-  const at::Tensor S = saved_or(saved, "S", [&] { return at::mm(x, A); });  // (N, r)
+  const at::Tensor S = saved_or(saved, "S", [&] { return thin_mm(x, A); });  // (N, r)
   TorchGrads g;
   if (request.wants("weight_lora_B")) g.dparams["weight_lora_B"] = at::mm(S.t(), dy).mul_(sw);  // (r, d_out)
   const bool need_dS = request.dx || request.wants("weight_lora_A");
