@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """CPU benchmark of gradguard's torch backend against PEFT's own layers, in one process (DESIGN.md §5).
 
-For each registered adapter and each preset (N rows, square d_in = d_out = d, rank r; float32) it times:
+For each registered adapter and each preset (N rows, square d_in = d_out = d, rank r for the adapters that have a rank
+hyper-parameter, registry rank_param; float32) it times:
 
   base       the base nn.Linear alone: x requires grad, weight and bias frozen, so its backward computes only dX;
   peft       PEFT's own layer for the adapter (gradguard.bridge.make_peft_layer) around that same base, with every
@@ -62,6 +63,7 @@ import gradguard as gg
 from gradguard import _C
 from gradguard.bridge import from_peft, make_peft_layer
 from gradguard.ops import AdapterLinear
+from gradguard.registry import rank_hp
 
 THREADS = 2
 GRADCHECK_SHAPE = {"d_in": 8, "d_out": 8, "r": 2}
@@ -154,7 +156,7 @@ def build_impls(preset: Preset, adapters: list[str], seed: int = 0) -> tuple[lis
     dy = torch.randn(preset.n, preset.d)
     impls = [Impl("base", None, "base", base, lambda: {})]
     for name in adapters:
-        layer = make_peft_layer(name, base, {"r": preset.r})
+        layer = make_peft_layer(name, base, rank_hp(name, preset.r))
         layer.base_layer.weight.requires_grad_(False)
         layer.base_layer.bias.requires_grad_(False)
         pp = _peft_params(layer, name)
@@ -277,8 +279,8 @@ def bench_preset(preset: Preset, adapters: list[str], reps: int, warmup: int, lo
               "base": _impl_stats(samples["base"], base_cost), "adapters": {}}
     base_s = samples["base"]
     for name in adapters:
-        hp = _C.resolve_hyper(name, d, d, {"r": r})
-        cost = dict(_C.cost(name, n, d, d, {"r": r}))
+        hp = _C.resolve_hyper(name, d, d, rank_hp(name, r))
+        cost = dict(_C.cost(name, n, d, d, hp))
         entry = {"hp": hp, "cost": cost, "impls": {}, "ratios": {}, "overhead_over_base": {}, "validation": {}}
         for impl in impls:
             if impl.adapter != name:
@@ -321,7 +323,8 @@ def bench_gradcheck(adapters: list[str]) -> dict:
     for name in adapters:
         for backend in GRADCHECK_BACKENDS:
             t = time.perf_counter()
-            res = gg.gradcheck(name, backend=backend, mode="fast", **GRADCHECK_SHAPE)
+            res = gg.gradcheck(name, backend=backend, mode="fast", d_in=GRADCHECK_SHAPE["d_in"],
+                               d_out=GRADCHECK_SHAPE["d_out"], **rank_hp(name, GRADCHECK_SHAPE["r"]))
             cases.append({"adapter": name, "backend": backend, "ok": bool(res.ok),
                           "seconds": time.perf_counter() - t})
     total = time.perf_counter() - t0

@@ -59,6 +59,7 @@ nlohmann::json to_json(const AdapterInfo& info) {
     overrides.push_back({{"check", o.check}, {"atol", o.atol}, {"rtol", o.rtol}, {"reason", o.reason}});
   return {{"name", info.name},         {"peft_type", info.peft_type},
           {"summary", info.summary},   {"hyper", hyper},
+          {"rank_param", info.rank_param},
           {"tensors", tensors},        {"backends", backends},
           {"identity_at_init", info.identity_at_init},
           {"tolerance_overrides", overrides},

@@ -1,15 +1,19 @@
-// Pieces shared by every adapter of the LoRA family (lora, dora, weight_lora, my_lora): PEFT's hyper-parameters,
-// scaling rule, rank bounds, the base-layer tensors and the cost model. Declared once here, used by each entry.cpp.
+// Pieces shared by every adapter of the LoRA family (lora, dora, weight_lora, my_lora, adalora): PEFT's
+// hyper-parameters, scaling rule, rank bounds, the factor specs and the cost model. Declared once here, used by each
+// entry.cpp. The rank lives under LoRA's `r` unless an adapter names another hyper-parameter (AdaLoRA's `init_r`).
 #pragma once
 #include <cmath>
 #include <string>
 
 #include "core/errors.hpp"
+#include "core/linear.hpp"
 #include "core/registry.hpp"
 
 namespace gg::lowrank {
 
-inline int64_t rank(const HyperParams& hp) { return static_cast<int64_t>(hp.at("r")); }
+inline int64_t rank(const HyperParams& hp, const std::string& rank_param = "r") {
+  return static_cast<int64_t>(hp.at(rank_param));
+}
 
 // PEFT LoraConfig defaults: r=8, lora_alpha=8, use_rslora=False.
 inline std::vector<HyperParamSpec> hyper_params() {
@@ -27,52 +31,45 @@ inline double scaling(const HyperParams& hp) {
 
 // A rank above min(d_in, d_out) adds parameters but no expressiveness (rank(ΔW) <= min(d_in, d_out)); we reject it
 // so a typo (r=512 on a 64-wide layer) is caught instead of silently wasting memory.
-inline void validate(const Dims& dims, const HyperParams& hp) {
-  const double r = hp.at("r");
-  if (r < 1) throw InputError("r", "an integer >= 1", std::to_string(static_cast<int64_t>(r)));
+inline void validate_rank(const Dims& dims, const HyperParams& hp, const std::string& rank_param) {
+  const double r = hp.at(rank_param);
+  if (r < 1) throw InputError(rank_param, "an integer >= 1", std::to_string(static_cast<int64_t>(r)));
   const int64_t max_rank = std::min(dims.d_in, dims.d_out);
   if (r > static_cast<double>(max_rank))
-    throw InputError("r", "at most min(d_in, d_out) = " + std::to_string(max_rank),
+    throw InputError(rank_param, "at most min(d_in, d_out) = " + std::to_string(max_rank),
                      std::to_string(static_cast<int64_t>(r)));
 }
 
-// Base layer tensors, frozen: W (d_out, d_in) and b (d_out).
-inline std::vector<TensorSpec> base_tensors() {
-  return {
-      {"weight", TensorRole::frozen, [](const Dims& d, const HyperParams&) { return Shape{d.d_out, d.d_in}; },
-       "base_layer.weight", "the pretrained weight", "", {}},
-      {"bias", TensorRole::frozen, [](const Dims& d, const HyperParams&) { return Shape{d.d_out}; },
-       "base_layer.bias", "the pretrained bias", "", {}},
-  };
-}
+inline void validate(const Dims& dims, const HyperParams& hp) { validate_rank(dims, hp, "r"); }
 
 // Base GEMM plus the rank-r path (two thin GEMMs); extra_elementwise counts per-output-element work (gates, norms).
-inline Cost forward_cost(int64_t n, const Dims& d, const HyperParams& hp, double extra_elementwise = 0) {
-  const double r = static_cast<double>(rank(hp));
+inline Cost forward_cost(int64_t n, const Dims& d, double r, double extra_elementwise = 0) {
   const double flops = 2.0 * n * d.d_in * d.d_out + 2.0 * n * r * (d.d_in + d.d_out) + extra_elementwise * n * d.d_out;
   const double bytes = 4.0 * (n * d.d_in + d.d_in * d.d_out + n * d.d_out + r * (d.d_in + d.d_out));
   return {flops, bytes};
 }
 
 // dX (base + adapter), dA, dB and the rank-r intermediate: twice the forward GEMM work, no dW for the frozen base.
-inline Cost backward_cost(int64_t n, const Dims& d, const HyperParams& hp, double extra_elementwise = 0) {
-  const double r = static_cast<double>(rank(hp));
+inline Cost backward_cost(int64_t n, const Dims& d, double r, double extra_elementwise = 0) {
   const double flops = 2.0 * n * d.d_in * d.d_out + 4.0 * n * r * (d.d_in + d.d_out) + extra_elementwise * n * d.d_out;
   const double bytes = 4.0 * (2.0 * n * d.d_out + 2.0 * n * d.d_in + d.d_in * d.d_out + 2.0 * r * (d.d_in + d.d_out));
   return {flops, bytes};
 }
 
-// PEFT LoRA's factors: lora_A (r, d_in), kaiming at init; lora_B (d_out, r), zeros at init.
-inline TensorSpec lora_A(std::string zero_grad_at_init) {
+// PEFT LoRA's factors: lora_A (r, d_in), kaiming at init; lora_B (d_out, r), zeros at init. AdaLoRA's factors have
+// the same names and shapes but other keys and init (bare nn.Parameters, N(0, 0.02)), with the rank under init_r.
+inline TensorSpec lora_A(std::string zero_grad_at_init, std::string peft_key = "lora_A.{adapter}.weight",
+                         std::string init = "kaiming_uniform(a=sqrt(5))", std::string rank_param = "r") {
   return {"lora_A", TensorRole::trainable,
-          [](const Dims& d, const HyperParams& hp) { return Shape{rank(hp), d.d_in}; }, "lora_A.{adapter}.weight",
-          "kaiming_uniform(a=sqrt(5))", std::move(zero_grad_at_init), {}};
+          [rank_param](const Dims& d, const HyperParams& hp) { return Shape{rank(hp, rank_param), d.d_in}; },
+          std::move(peft_key), std::move(init), std::move(zero_grad_at_init), {}};
 }
 
-inline TensorSpec lora_B() {
+inline TensorSpec lora_B(std::string zero_grad_at_init = "", std::string peft_key = "lora_B.{adapter}.weight",
+                         std::string init = "zeros", std::string rank_param = "r") {
   return {"lora_B", TensorRole::trainable,
-          [](const Dims& d, const HyperParams& hp) { return Shape{d.d_out, rank(hp)}; }, "lora_B.{adapter}.weight",
-          "zeros", "", {}};
+          [rank_param](const Dims& d, const HyperParams& hp) { return Shape{d.d_out, rank(hp, rank_param)}; },
+          std::move(peft_key), std::move(init), std::move(zero_grad_at_init), {}};
 }
 
 // An entry with what the family shares filled in (hyper-parameters, base tensors, scaling, rank bounds, both
@@ -84,14 +81,15 @@ inline AdapterInfo family_entry(std::string name, std::string peft_type, std::st
   a.peft_type = std::move(peft_type);
   a.summary = std::move(summary);
   a.hyper = hyper_params();
-  a.tensors = base_tensors();
+  a.rank_param = "r";
+  a.tensors = linear::base_tensors();
   a.scaling = scaling;
   a.validate = validate;
   a.eigen64 = e64;
   a.eigen32 = e32;
   a.backends = {{"eigen", {"float64", "float32"}, ""}, {"torch", {"float64", "float32"}, ""}};
-  a.forward_cost = [](int64_t n, const Dims& d, const HyperParams& hp) { return forward_cost(n, d, hp); };
-  a.backward_cost = [](int64_t n, const Dims& d, const HyperParams& hp) { return backward_cost(n, d, hp); };
+  a.forward_cost = [](int64_t n, const Dims& d, const HyperParams& hp) { return forward_cost(n, d, rank(hp)); };
+  a.backward_cost = [](int64_t n, const Dims& d, const HyperParams& hp) { return backward_cost(n, d, rank(hp)); };
   return a;
 }
 

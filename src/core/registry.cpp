@@ -12,10 +12,12 @@ const AdapterInfo& lora_info();
 const AdapterInfo& dora_info();
 const AdapterInfo& weight_lora_info();
 const AdapterInfo& my_lora_info();
+const AdapterInfo& adalora_info();
+const AdapterInfo& ia3_info();
 
 const std::vector<const AdapterInfo*>& registry() {
-  static const std::vector<const AdapterInfo*> all = {&lora_info(), &dora_info(), &weight_lora_info(),
-                                                      &my_lora_info()};
+  static const std::vector<const AdapterInfo*> all = {&lora_info(),    &dora_info(),    &weight_lora_info(),
+                                                      &my_lora_info(), &adalora_info(), &ia3_info()};
   return all;
 }
 
@@ -23,6 +25,11 @@ std::vector<std::string> adapter_names() {
   std::vector<std::string> names;
   for (const auto* info : registry()) names.push_back(info->name);
   return names;
+}
+
+HyperParams rank_hyper(const AdapterInfo& info, int64_t r) {
+  if (info.rank_param.empty()) return {};
+  return {{info.rank_param, static_cast<double>(r)}};
 }
 
 static std::string join(const std::vector<std::string>& items) {

@@ -69,9 +69,13 @@ struct AdapterInfo {
   std::string peft_type;  // the PEFT type it mirrors, or the gradguard PEFT-side type
   std::string summary;    // the forward in one line
   std::vector<HyperParamSpec> hyper;
+  // The integer hyper-parameter that sets the rank of the adapter's factors, under PEFT's name (LoRA's "r",
+  // AdaLoRA's "init_r"); empty for adapters without one (IA3). Generic checks set it to their shape's rank.
+  std::string rank_param;
   std::vector<TensorSpec> tensors;  // frozen first (weight, bias, ...), then trainable
+  // The factor the update is multiplied by, derived from the hyper-parameters (1 where PEFT has none).
   double (*scaling)(const HyperParams&) = nullptr;
-  // Adapter-specific checks beyond the generic ones (e.g. rank bounds); throws InputError.
+  // Adapter-specific checks beyond the generic ones (e.g. rank bounds); throws InputError. Null when there are none.
   void (*validate)(const Dims&, const HyperParams&) = nullptr;
   EigenImpl<double> eigen64;
   EigenImpl<float> eigen32;
@@ -98,6 +102,10 @@ const std::vector<const AdapterInfo*>& registry();
 // Throws InputError listing the known names when `name` is not registered.
 const AdapterInfo& find_adapter(const std::string& name);
 std::vector<std::string> adapter_names();
+
+// {rank_param: r} for an adapter with a rank hyper-parameter, {} for one without: how generic checks ask for "rank r
+// at this shape" without knowing the parameter's name.
+HyperParams rank_hyper(const AdapterInfo& info, int64_t r);
 
 // Defaults from the registry overlaid with `given`; throws InputError on unknown names, non-integers for integer
 // hyper-parameters, flags other than 0/1, non-positive sizes, and whatever the adapter's own validate() rejects.

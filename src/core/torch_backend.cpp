@@ -11,6 +11,8 @@ const TorchImpl& lora_torch();
 const TorchImpl& dora_torch();
 const TorchImpl& weight_lora_torch();
 const TorchImpl& my_lora_torch();
+const TorchImpl& adalora_torch();
+const TorchImpl& ia3_torch();
 
 const TorchImpl& torch_impl(const AdapterInfo& info) {
   // The torch half of the registry: one line per adapter, beside the core table in registry.cpp.
@@ -19,6 +21,8 @@ const TorchImpl& torch_impl(const AdapterInfo& info) {
       {"dora", &dora_torch()},
       {"weight_lora", &weight_lora_torch()},
       {"my_lora", &my_lora_torch()},
+      {"adalora", &adalora_torch()},
+      {"ia3", &ia3_torch()},
   };
   auto it = table.find(info.name);
   if (it == table.end()) throw NotImplemented("not implemented: " + info.name + " (torch)");

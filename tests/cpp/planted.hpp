@@ -1,6 +1,7 @@
 // Planted bugs for the gradcheck tests, applied to any Differentiable built from a registry entry: they wrap the
 // vector-Jacobian product, so the same plants serve every adapter and every backend (no per-adapter test code).
 #pragma once
+#include <ostream>
 #include <string>
 
 #include "checkers/adapter_harness.hpp"
@@ -12,6 +13,9 @@ enum class Plant {
   transposed,        // the gradient of one tensor read out transposed (a transposed factor in its formula)
   dropped_term,      // dx missing the adapter's contribution: only the base term dY·W is returned
 };
+
+// A tensor whose transpose differs in layout: 2-D with rows and cols both > 1.
+inline bool transposable(const FlatTensor& t) { return t.shape.size() == 2 && t.shape[0] > 1 && t.shape[1] > 1; }
 
 inline std::string to_string(Plant p) {
   switch (p) {
@@ -25,10 +29,11 @@ inline std::string to_string(Plant p) {
 // Which input the plant corrupts (index into Differentiable::inputs).
 inline size_t planted_input(const Differentiable& f, Plant p) {
   if (p == Plant::dropped_term) return 0;  // x
-  // The first trainable 2-D tensor whose transpose differs in layout (rows and cols both > 1).
+  // The first trainable tensor whose transpose differs in layout; without one (IA3's vector, rank-1 factors) the
+  // transposed plant goes to x (N, d_in), so every adapter has a transposed gradient to catch.
   for (size_t k = 1; k < f.inputs.size(); ++k)
-    if (f.inputs[k].shape.size() == 2 && f.inputs[k].shape[0] > 1 && f.inputs[k].shape[1] > 1) return k;
-  return 1;
+    if (transposable(f.inputs[k])) return k;
+  return p == Plant::transposed ? 0 : 1;
 }
 
 inline Differentiable plant(Differentiable f, Plant p, const AdapterCase<double>& c) {
@@ -61,12 +66,24 @@ struct ShapeCase {
 };
 inline const ShapeCase kShapes[] = {{"aligned", 4, 8, 8, 2}, {"odd_prime", 3, 7, 5, 3}, {"rank1", 2, 5, 3, 1}};
 
-// Hyper-parameter variants generated from the registry: defaults, then each flag flipped on in turn.
+// Hyper-parameter variants generated from the registry: defaults, then each flag flipped on in turn; the rank (for
+// adapters that have one) set to the shape's r.
 inline std::vector<std::pair<std::string, HyperParams>> flag_variants(const AdapterInfo& info, int64_t r) {
-  std::vector<std::pair<std::string, HyperParams>> out = {{"default", {{"r", static_cast<double>(r)}}}};
+  std::vector<std::pair<std::string, HyperParams>> out = {{"default", rank_hyper(info, r)}};
   for (const auto& h : info.hyper)
-    if (h.kind == HyperParamSpec::Kind::flag) out.push_back({h.name, {{"r", static_cast<double>(r)}, {h.name, 1.0}}});
+    if (h.kind == HyperParamSpec::Kind::flag) {
+      HyperParams hp = rank_hyper(info, r);
+      hp[h.name] = 1.0;
+      out.push_back({h.name, hp});
+    }
   return out;
 }
 
+// Readable names in ctest's list (gtest would print the enum's bytes).
+inline void PrintTo(Plant p, std::ostream* os) { *os << to_string(p); }
+
 }  // namespace gg::test
+
+namespace gg {
+inline void PrintTo(GradcheckMode m, std::ostream* os) { *os << to_string(m); }
+}  // namespace gg

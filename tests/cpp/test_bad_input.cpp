@@ -25,6 +25,10 @@ std::vector<BadInput> cases() {
       {"rank too large", [&] { resolve_hyper(lora, {16, 4}, {{"r", 5}}); }, {"'r'", "min(d_in, d_out) = 4", "5"}},
       {"fractional rank", [&] { resolve_hyper(lora, {8, 8}, {{"r", 2.5}}); }, {"'r'", "integer"}},
       {"unknown hyper-parameter", [&] { resolve_hyper(lora, {8, 8}, {{"rank", 2}}); }, {"'rank'", "lora_alpha"}},
+      {"rank under another name",  // AdaLoRA's rank is init_r: r is refused with the names it does take
+       [] { resolve_hyper(find_adapter("adalora"), {8, 8}, {{"r", 2}}); }, {"'r'", "init_r"}},
+      {"AdaLoRA rank too large", [] { resolve_hyper(find_adapter("adalora"), {16, 4}, {}); },
+       {"'init_r'", "min(d_in, d_out) = 4", "12"}},
       {"flag not 0/1", [&] { resolve_hyper(lora, {8, 8}, {{"use_rslora", 2}}); }, {"'use_rslora'", "flag"}},
       {"x/W shape mismatch",
        [&] {

@@ -2,9 +2,11 @@
 // generically on the Eigen reference.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <set>
 
 #include "checkers/adapter_harness.hpp"
+#include "planted.hpp"
 
 namespace gg {
 namespace {
@@ -15,7 +17,13 @@ TEST_P(Registry, EntryIsComplete) {
   const AdapterInfo& info = find_adapter(GetParam());
   EXPECT_FALSE(info.peft_type.empty());
   EXPECT_FALSE(info.summary.empty());
-  EXPECT_TRUE(info.scaling && info.validate && info.forward_cost && info.backward_cost);
+  EXPECT_TRUE(info.scaling && info.forward_cost && info.backward_cost);  // validate is optional
+  if (!info.rank_param.empty()) {  // the rank names an integer hyper-parameter
+    const auto it = std::find_if(info.hyper.begin(), info.hyper.end(),
+                                 [&](const HyperParamSpec& h) { return h.name == info.rank_param; });
+    ASSERT_NE(it, info.hyper.end()) << info.rank_param;
+    EXPECT_EQ(it->kind, HyperParamSpec::Kind::integer);
+  }
   EXPECT_TRUE(info.eigen64.forward && info.eigen64.backward && info.eigen32.forward && info.eigen32.backward);
   EXPECT_TRUE(info.supports("eigen", "float64") && info.supports("eigen", "float32"));
   std::set<std::string> names;
@@ -36,7 +44,7 @@ TEST_P(Registry, EntryIsComplete) {
 // registry marks as zero-at-init really get an exactly zero gradient while the others do not.
 TEST_P(Registry, PeftDefaultInitIsIdentityAndZerosAreWherePredicted) {
   const AdapterInfo& info = find_adapter(GetParam());
-  auto c = make_case(info, {7, 5}, {{"r", 2}}, 3, 5);
+  auto c = make_case(info, {7, 5}, rank_hyper(info, 2), 3, 5);
   for (const auto* spec : info.trainable(c.hp)) {
     Mat<double>& m = c.tensors[spec->name];
     if (spec->peft_init == "zeros") m.setZero();
@@ -54,22 +62,26 @@ TEST_P(Registry, PeftDefaultInitIsIdentityAndZerosAreWherePredicted) {
   }
 }
 
-// Unmerged forward == forward of the base layer with the merged weight W + ΔW, where ΔW is read off the adapter
-// itself (the response to unit inputs), so the identity needs no per-adapter merge code.
+// Unmerged forward == forward of the base layer with the merged weight W + ΔW and merged bias b', both read off the
+// adapter itself (b' = response to x = 0, W + ΔW from the response to unit inputs), so the identity needs no
+// per-adapter merge code. b' = b for additive adapters; IA3's output form merges into the bias too (b ⊙ l).
 TEST_P(Registry, UnmergedEqualsMerged) {
   const AdapterInfo& info = find_adapter(GetParam());
-  const auto c = make_case(info, {6, 4}, {{"r", 2}}, 5, 9);
-  const Mat<double> eye = Mat<double>::Identity(6, 6);
-  Mat<double> merged = info.eigen64.forward(eye, c.tensors, c.hp);  // row i = (W + ΔW) e_i + b
-  merged.rowwise() -= c.tensors.at("bias").row(0);                 // (d_in, d_out) = (W + ΔW)ᵀ
-  Mat<double> y_merged = c.x * merged;
-  y_merged.rowwise() += c.tensors.at("bias").row(0);
-  EXPECT_LT((info.eigen64.forward(c.x, c.tensors, c.hp) - y_merged).cwiseAbs().maxCoeff(), 1e-12);
+  for (const auto& [variant, hp] : test::flag_variants(info, 2)) {
+    SCOPED_TRACE(variant);
+    const auto c = make_case(info, {6, 4}, hp, 5, 9);
+    const Mat<double> bias = info.eigen64.forward(Mat<double>::Zero(1, 6), c.tensors, c.hp);  // (1, d_out) = b'
+    Mat<double> merged = info.eigen64.forward(Mat<double>::Identity(6, 6), c.tensors, c.hp);  // row i = (W + ΔW) e_i + b'
+    merged.rowwise() -= bias.row(0);                                                           // (d_in, d_out) = (W + ΔW)ᵀ
+    Mat<double> y_merged = c.x * merged;
+    y_merged.rowwise() += bias.row(0);
+    EXPECT_LT((info.eigen64.forward(c.x, c.tensors, c.hp) - y_merged).cwiseAbs().maxCoeff(), 1e-12);
+  }
 }
 
 TEST_P(Registry, Float32ReferenceTracksFloat64) {
   const AdapterInfo& info = find_adapter(GetParam());
-  const auto c = make_case(info, {9, 7}, {{"r", 3}}, 4, 2);
+  const auto c = make_case(info, {9, 7}, rank_hyper(info, 3), 4, 2);
   const Mat<double> dy = make_upstream(c, 2);
   const BackendRun r64 = run_eigen(info, c, "float64", dy), r32 = run_eigen(info, c, "float32", dy);
   for (const auto& [key, ref] : r64) {
@@ -81,14 +93,19 @@ TEST_P(Registry, Float32ReferenceTracksFloat64) {
 
 INSTANTIATE_TEST_SUITE_P(All, Registry, ::testing::ValuesIn(adapter_names()));
 
-TEST(RegistryLookup, ListsTheFourWaveOneAdaptersInOrder) {
-  EXPECT_EQ(adapter_names(), (std::vector<std::string>{"lora", "dora", "weight_lora", "my_lora"}));
+TEST(RegistryLookup, ListsTheAdaptersInRegistrationOrder) {
+  EXPECT_EQ(adapter_names(),
+            (std::vector<std::string>{"lora", "dora", "weight_lora", "my_lora", "adalora", "ia3"}));
 }
 
 TEST(RegistryLookup, ScalingFollowsPeft) {
   const AdapterInfo& lora = find_adapter("lora");
   EXPECT_DOUBLE_EQ(lora.scaling(resolve_hyper(lora, {8, 8}, {{"r", 4}, {"lora_alpha", 16}})), 4.0);
   EXPECT_DOUBLE_EQ(lora.scaling(resolve_hyper(lora, {8, 8}, {{"r", 4}, {"lora_alpha", 16}, {"use_rslora", 1}})), 8.0);
+  // AdaLoRA: scaling / (ranknum + 1e-5) with scaling = lora_alpha, or r when lora_alpha <= 0 (SVDLinear).
+  const AdapterInfo& adalora = find_adapter("adalora");
+  EXPECT_DOUBLE_EQ(adalora.scaling(resolve_hyper(adalora, {8, 8}, {{"init_r", 4}, {"lora_alpha", 16}})), 16 / (4 + 1e-5));
+  EXPECT_DOUBLE_EQ(adalora.scaling(resolve_hyper(adalora, {8, 8}, {{"init_r", 4}, {"lora_alpha", 0}})), 4 / (4 + 1e-5));
 }
 
 }  // namespace

@@ -35,7 +35,7 @@ TEST_P(TorchGradcheck, AnalyticBackwardMatchesFiniteDifferences) {
 TEST_P(TorchGradcheck, PlantedBugsAreCaught) {
   const auto& [name, mode] = GetParam();
   const AdapterInfo& info = find_adapter(name);
-  const auto c = make_case(info, {7, 5}, {{"r", 3}}, 3, 17);
+  const auto c = make_case(info, {7, 5}, rank_hyper(info, 3), 3, 17);
   for (Plant bug : {Plant::wrong_scale, Plant::transposed, Plant::dropped_term}) {
     SCOPED_TRACE(test::to_string(bug));
     const Differentiable healthy = torch_differentiable(info, c);
@@ -71,7 +71,7 @@ class TorchOp : public ::testing::TestWithParam<std::string> {};
 // the analytic backward) must equal the analytic backward called directly.
 TEST_P(TorchOp, RunsUnderAutogradWithLeadingDimsAndViews) {
   const AdapterInfo& info = find_adapter(GetParam());
-  const auto c = make_case(info, {6, 4}, {{"r", 2}}, 1, 23);
+  const auto c = make_case(info, {6, 4}, rank_hyper(info, 2), 1, 23);
   TorchTensors t = torch_case(info, c, at::kDouble);
   for (const auto* spec : info.trainable(c.hp)) t[spec->name].requires_grad_(true);
   const at::Tensor x = at::randn({2, 6, 3}, at::kDouble).transpose(1, 2);  // (2, 3, 6), a non-contiguous view
@@ -94,7 +94,7 @@ TEST_P(TorchOp, RunsUnderAutogradWithLeadingDimsAndViews) {
 // Autograd asks only for the gradients of inputs that require grad; the others are skipped, not computed and dropped.
 TEST_P(TorchOp, ComputesOnlyRequestedGradients) {
   const AdapterInfo& info = find_adapter(GetParam());
-  const auto c = make_case(info, {6, 4}, {{"r", 2}}, 3, 29);
+  const auto c = make_case(info, {6, 4}, rank_hyper(info, 2), 3, 29);
   TorchTensors t = torch_case(info, c, at::kDouble);
   const std::string first = info.trainable(c.hp)[0]->name;
   t[first].requires_grad_(true);
@@ -115,7 +115,7 @@ TEST_P(TorchOp, ComputesOnlyRequestedGradients) {
 
 TEST_P(TorchOp, BadInputNamesTheArgument) {
   const AdapterInfo& info = find_adapter(GetParam());
-  const auto c = make_case(info, {6, 4}, {{"r", 2}}, 3, 0);
+  const auto c = make_case(info, {6, 4}, rank_hyper(info, 2), 3, 0);
   auto expect_error = [&](const char* label, TorchTensors t, at::Tensor x, std::vector<std::string> contains) {
     SCOPED_TRACE(label);
     try {

@@ -8,9 +8,10 @@ import torch
 from torch import nn
 
 import gradguard as gg
-from gradguard.bridge import from_peft, make_peft_layer, peft_config
+from gradguard.bridge import from_peft, make_peft_layer, peft_config, peft_supported, peft_unsupported_reason
 from gradguard.models import LLAMA_LINEARS, llama_batch, tiny_llama
 from gradguard.ops import AdapterLinear
+from gradguard.registry import rank_hp
 
 compare_mod = importlib.import_module("gradguard.compare")  # the module (gg.compare is the function)
 
@@ -55,14 +56,16 @@ def test_compare_bad_input():
 
 
 @pytest.mark.parametrize("name,hp", [("lora", {}), ("lora", {"use_rslora": True}), ("lora", {"lora_bias": True}),
-                                     ("dora", {}), ("weight_lora", {}), ("my_lora", {"use_rslora": True})])
+                                     ("dora", {}), ("weight_lora", {}), ("my_lora", {"use_rslora": True}),
+                                     ("adalora", {}), ("ia3", {}), ("ia3", {"is_feedforward": True})],
+                         ids=lambda v: v if isinstance(v, str) else "-".join(v) or "default")
 def test_from_peft_reads_name_hyper_parameters_and_tensors(name, hp):
-    layer = make_peft_layer(name, nn.Linear(6, 4), {"r": 2, "lora_alpha": 16, **hp})
+    # every hyper-parameter away from its default: the rank at 2, real ones (alpha) at 16, the flags as given
+    given = {**rank_hp(name, 2), **{h["name"]: 16.0 for h in gg.info(name)["hyper"] if h["kind"] == "float"}, **hp}
+    layer = make_peft_layer(name, nn.Linear(6, 4), given)
     got, got_hp, tensors = from_peft(layer)
     assert got == name
-    assert got_hp["r"] == 2 and got_hp["lora_alpha"] == 16
-    for k, v in hp.items():
-        assert got_hp[k] == v
+    assert got_hp == gg._C.resolve_hyper(name, 6, 4, given)
     shapes = gg._C.tensor_shapes(name, 6, 4, got_hp)
     assert {k: list(v.shape) for k, v in tensors.items()} == shapes
 
@@ -72,17 +75,31 @@ def test_from_peft_rejects_other_layers():
         from_peft(nn.Linear(3, 3))
 
 
-@pytest.mark.parametrize("name", gg.adapters())
-def test_adapter_op_inside_a_live_llama(name):
-    """Swap every PEFT layer of a tiny Llama for gradguard's op: same loss, and gg.check finds every adapter
-    parameter trained (init_lora_weights=False so no factor is zero)."""
+def _peft_flag_variants():
+    """(adapter, hyper-parameters): defaults, then each registry flag switched on, where PEFT can express it."""
+    out = []
+    for name in gg.adapters():
+        flags = [h["name"] for h in gg.info(name)["hyper"] if h["kind"] == "bool"]
+        for hp in [{}] + [{f: True} for f in flags]:
+            hp = {**rank_hp(name, 4), **hp}
+            if peft_supported(name) and peft_unsupported_reason(name, gg._C.resolve_hyper(name, 32, 32, hp)) is None:
+                out.append(pytest.param(name, hp, id="-".join([name, *[f for f in flags if hp.get(f)]])))
+    return out
+
+
+@pytest.mark.filterwarnings("ignore:.*lora_bias=True.*has no bias")  # Llama's linears have no bias; nothing merges
+@pytest.mark.parametrize("name,hp", _peft_flag_variants())
+def test_adapter_op_inside_a_live_llama(name, hp):
+    """Swap every PEFT layer of a tiny Llama for gradguard's op: same logits, and gg.check finds every adapter
+    parameter trained (init_weights=False so no factor is zero). Logits, not the loss: a tuner may add training
+    extras to the loss outside its layers (AdaLoRA's orthogonality regulariser), which the op does not own."""
     from peft import get_peft_model
 
     torch.manual_seed(0)
-    model = get_peft_model(tiny_llama(0), peft_config(name, {"r": 4}, target_modules=LLAMA_LINEARS,
-                                                      init_lora_weights=False))
+    model = get_peft_model(tiny_llama(0), peft_config(name, hp, target_modules=LLAMA_LINEARS, init_weights=False))
     batch = llama_batch(0)
-    peft_loss = model(**batch).loss.item()
+    with torch.no_grad():
+        peft_logits = model(**batch).logits
     swapped = 0
     for parent in list(model.modules()):
         for child_name, child in list(parent.named_children()):
@@ -94,11 +111,13 @@ def test_adapter_op_inside_a_live_llama(name):
                 setattr(parent, child_name, replacement)
                 swapped += 1
     assert swapped == 2 * len(LLAMA_LINEARS)
-    assert model(**batch).loss.item() == pytest.approx(peft_loss, rel=1e-5)
+    with torch.no_grad():
+        logits = model(**batch).logits
+    torch.testing.assert_close(logits, peft_logits, rtol=1e-5, atol=1e-5 * peft_logits.abs().max().item())
     report = gg.check(model, **batch)
     assert report.ok, str(report)
     trained = [n for n, p in model.named_parameters() if p.requires_grad]
-    assert len(trained) == swapped * len(gg.registry.trainable_names(name, 32, 32, {"r": 4}))
+    assert len(trained) == swapped * len(gg.registry.trainable_names(name, 32, 32, hp))
     assert not report.notes  # nothing is zero: every parameter got a non-zero gradient
 
 

@@ -6,6 +6,7 @@ from torch import nn
 
 import gradguard as gg
 from gradguard.bridge import load_into_peft, make_peft_layer
+from gradguard.registry import rank_hp
 
 MODES = ["fast", "full"]
 
@@ -14,19 +15,19 @@ MODES = ["fast", "full"]
 @pytest.mark.parametrize("backend", ["eigen", "torch"])
 @pytest.mark.parametrize("name", gg.adapters())
 def test_registry_gradcheck_passes(name, backend, mode):
-    res = gg.gradcheck(name, d_in=7, d_out=5, backend=backend, mode=mode, r=3)
+    res = gg.gradcheck(name, d_in=7, d_out=5, backend=backend, mode=mode, **rank_hp(name, 3))
     assert res.ok, str(res)
     assert {t["name"] for t in res.tensors} >= {"x"}
     assert len(res.tensors) == 1 + len([t for t in gg.info(name)["tensors"] if t["role"] == "trainable" and not t["optional"]])
 
 
-def test_gradcheck_of_four_adapters_two_backends_is_fast():
+def test_gradcheck_of_every_adapter_two_backends_is_fast():
     import time
 
     t0 = time.perf_counter()
     for name in gg.adapters():
         for backend in ("eigen", "torch"):
-            assert gg.gradcheck(name, d_in=8, d_out=8, backend=backend, r=2).ok
+            assert gg.gradcheck(name, d_in=8, d_out=8, backend=backend, **rank_hp(name, 2)).ok
     # not a timing assertion: the benchmark reports the figure; this only guards against a pathological regression
     assert time.perf_counter() - t0 < 120
 
@@ -77,22 +78,30 @@ def test_gradcheck_module_fails_on_planted_bug(bug, tensor, mode):
     assert [t["name"] for t in res.failing()] == [tensor]
 
 
+def _variant_id(v):
+    return v if isinstance(v, str) else "-".join(v) or "default"
+
+
 def _peft_layer(name, **hp):
     torch.manual_seed(0)
-    layer = make_peft_layer(name, nn.Linear(7, 5), {"r": 3, **hp}).double()
-    case = gg._C.make_case(name, 7, 5, 3, 1, {"r": 3, **hp})
+    hp = {**rank_hp(name, 3), **hp}
+    layer = make_peft_layer(name, nn.Linear(7, 5), hp).double()
+    case = gg._C.make_case(name, 7, 5, 3, 1, hp)
     load_into_peft(layer, case["tensors"])  # every factor non-zero
     layer.get_base_layer().requires_grad_(False)  # frozen, as in a PEFT model
     return layer, case["x"]
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("name", ["lora", "weight_lora", "my_lora"])
-def test_peft_layers_pass(name, mode):
-    layer, x = _peft_layer(name)
+@pytest.mark.parametrize("name,hp", [("lora", {}), ("weight_lora", {}), ("my_lora", {}), ("adalora", {}),
+                                     ("ia3", {}), ("ia3", {"is_feedforward": True})], ids=_variant_id)
+def test_peft_layers_pass(name, hp, mode):
+    """PEFT's own layers (not gradguard's code) pass finite differences: their backward is the true gradient."""
+    layer, x = _peft_layer(name, **hp)
     res = gg.gradcheck_module(layer, x, mode=mode)
     assert res.ok, str(res)
-    assert any("lora" in t["name"] for t in res.tensors)
+    keys = {t["peft_key"].replace("{adapter}", "default") for t in gg.info(name)["tensors"] if t["role"] == "trainable"}
+    assert keys & {t["name"] for t in res.tensors}  # the adapter's own parameters were checked
 
 
 @pytest.mark.parametrize("mode", MODES)

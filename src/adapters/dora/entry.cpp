@@ -26,12 +26,12 @@ const AdapterInfo& dora_info() {
     };
     // The row norm of V = W + s·BA costs a d_out×d_in pass plus the rank-r product forming BA.
     a.forward_cost = [](int64_t n, const Dims& d, const HyperParams& hp) {
-      Cost c = lowrank::forward_cost(n, d, hp, 2.0);
+      Cost c = lowrank::forward_cost(n, d, lowrank::rank(hp), 2.0);
       c.flops += 2.0 * d.d_out * d.d_in * (lowrank::rank(hp) + 1);
       return c;
     };
     a.backward_cost = [](int64_t n, const Dims& d, const HyperParams& hp) {
-      Cost c = lowrank::backward_cost(n, d, hp, 3.0);
+      Cost c = lowrank::backward_cost(n, d, lowrank::rank(hp), 3.0);
       c.flops += 2.0 * d.d_out * d.d_in * (lowrank::rank(hp) + 1);
       return c;
     };

@@ -14,15 +14,17 @@ import torch
 from . import _C
 from ._table import table
 from .atomic import write_json, write_text
-from .bridge import peft_config, peft_supported
+from .bridge import peft_config, peft_supported, peft_unsupported_reason
 from .compare import compare
 from .flow import check
 from .gradcheck import gradcheck
 from .models import LLAMA_LINEARS, llama_batch, tiny_llama
-from .registry import adapters, info
+from .registry import adapters, info, rank_hp
 
-# Shapes every gradcheck runs at (numerics policy: aligned, odd/prime, rank 1): (label, N, d_in, d_out, r).
+# Shapes every gradcheck runs at (numerics policy: aligned, odd/prime, rank 1): (label, N, d_in, d_out, r); r goes
+# to the adapter's rank hyper-parameter (registry rank_param), if it has one.
 SHAPES = [("aligned", 4, 8, 8, 2), ("odd_prime", 3, 7, 5, 3), ("rank1", 2, 5, 3, 1)]
+FLOW_RANK = 4  # the rank of the adapters in the tiny Llama (hidden 32, kv projections 16 wide)
 BACKENDS = ("eigen", "torch")
 MODES = ("fast", "full")
 
@@ -49,7 +51,8 @@ def _gradchecks(name: str) -> list[dict]:
         for mode in MODES:
             for label, n, d_in, d_out, r in SHAPES:
                 for variant, hp in flag_variants(name):
-                    res = gradcheck(name, d_in=d_in, d_out=d_out, backend=backend, mode=mode, n_rows=n, r=r, **hp)
+                    res = gradcheck(name, d_in=d_in, d_out=d_out, backend=backend, mode=mode, n_rows=n,
+                                    **rank_hp(name, r), **hp)
                     out.append({"backend": backend, "mode": mode, "shape": label, "variant": variant, "ok": res.ok,
                                 # budget_used is None when an error was NaN/Inf (JSON has no Inf)
                                 "worst_budget": max(float("inf") if t["budget_used"] is None else t["budget_used"]
@@ -63,19 +66,32 @@ def _compares(name: str) -> list[dict]:
 
 
 def _flow(name: str) -> dict:
-    """The adapter applied through PEFT to every linear layer of a tiny random Llama, at PEFT's default init."""
+    """The adapter applied through PEFT to every linear layer of a tiny random Llama, at PEFT's default init, once per
+    flag variant PEFT can express (IA3's is_feedforward, LoRA's lora_bias, ...)."""
     if not peft_supported(name):
         return {"ok": None, "skipped": f"PEFT has no layer for '{name}'"}
-    torch.manual_seed(0)
     from peft import get_peft_model
 
-    hp = {"r": 4, "lora_alpha": 8}
-    with warnings.catch_warnings():
-        # PEFT 0.21.2 reads a property that transformers 5.x deprecated; not ours to fix, and noise in the report.
-        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-        model = get_peft_model(tiny_llama(0), peft_config(name, hp, target_modules=LLAMA_LINEARS))
-    report = check(model, **llama_batch(0))
-    return {"ok": report.ok, "problems": len(report.problems), "notes": len(report.notes), "report": report.to_json()}
+    variants = []
+    for variant, flags in flag_variants(name):
+        hp = {**rank_hp(name, FLOW_RANK), **flags}
+        reason = peft_unsupported_reason(name, _C.resolve_hyper(name, 32, 32, hp))
+        if reason:
+            variants.append({"variant": variant, "ok": None, "skipped": reason})
+            continue
+        torch.manual_seed(0)
+        with warnings.catch_warnings():
+            # PEFT 0.21.2 reads a property that transformers 5.x deprecated; not ours to fix, and noise in the report.
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            # Llama's linears have no bias: PEFT warns that lora_bias then blocks merging, which this check never does.
+            warnings.filterwarnings("ignore", message=".*lora_bias=True.*has no bias.*")
+            model = get_peft_model(tiny_llama(0), peft_config(name, hp, target_modules=LLAMA_LINEARS))
+        report = check(model, **llama_batch(0))
+        variants.append({"variant": variant, "ok": report.ok, "problems": len(report.problems),
+                         "notes": len(report.notes), "report": report.to_json()})
+    ran = [v for v in variants if v["ok"] is not None]
+    return {"ok": all(v["ok"] for v in ran) if ran else None, "problems": sum(v["problems"] for v in ran),
+            "notes": sum(v["notes"] for v in ran), "variants": variants}
 
 
 def run_audit(names: list[str] | None = None, quiet: bool = False) -> dict:
@@ -114,8 +130,10 @@ def summary_rows(report: dict) -> list[list[object]]:
     for r in report["adapters"]:
         g = r["gradcheck"]
         flow = r["flow"]
+        ran = sum(v["ok"] is not None for v in flow.get("variants", []))
         flow_cell = "skipped" if flow["ok"] is None else (
-            f"{'ok' if flow['ok'] else 'FAIL'} ({flow['problems']} problems, {flow['notes']} notes)")
+            f"{'ok' if flow['ok'] else 'FAIL'} ({ran} variant{'s' * (ran != 1)}: {flow['problems']} problems, "
+            f"{flow['notes']} notes)")
         rows.append([r["adapter"], f"{sum(x['ok'] for x in g)}/{len(g)}",
                      max(x["worst_budget"] for x in g),
                      "ok" if all(c["ok"] for c in r["compare"]) else "FAIL",
@@ -137,14 +155,16 @@ def markdown(report: dict) -> str:
     lines += ["", "gradcheck: central finite differences in float64 (eps, atol, rtol from DESIGN.md §4) against each "
               "backend's analytic backward, fast (random projections) and full (Jacobian) modes, shapes "
               + ", ".join(f"{s[0]} (N={s[1]}, d_in={s[2]}, d_out={s[3]}, r={s[4]})" for s in SHAPES)
+              + " (r is the adapter's rank hyper-parameter, registry rank_param, where it has one)"
               + "; budget = max |err| / allowed (ok <= 1).",
               "compare: eigen float64 is the reference; float64 runs must agree to the float64 policy, float32 runs "
               "to k x the error of a naive float32 torch implementation + atol.", ""]
     for r in report["adapters"]:
         bad = [g for g in r["gradcheck"] if not g["ok"]]
         bad_cmp = [(c["variant"], row) for c in r["compare"] for row in c["rows"] if not row["ok"]]
-        problems = r["flow"].get("report", {}).get("problems", [])
-        skipped = sorted({f"{s['backend']} ({c['variant']}): {s['reason']}" for c in r["compare"] for s in c["skipped"]})
+        problems = [(v["variant"], p) for v in r["flow"].get("variants", []) for p in v.get("report", {}).get("problems", [])]
+        skipped = sorted({f"{s['backend']} ({c['variant']}): {s['reason']}" for c in r["compare"] for s in c["skipped"]}
+                         | {f"flow ({v['variant']}): {v['skipped']}" for v in r["flow"].get("variants", []) if "skipped" in v})
         if not (bad or bad_cmp or problems or skipped):
             continue
         lines += [f"## {r['adapter']}", ""]
@@ -154,8 +174,8 @@ def markdown(report: dict) -> str:
         for variant, row in bad_cmp:
             lines.append(f"- compare {variant} {row['backend']} {row['dtype']} {row['tensor']}: max_abs {row['max_abs']}, "
                          f"budget {row['budget_used']}")
-        for p in problems:
-            lines.append(f"- flow: `{p['param']}` {p['kind']}/{p['cause']}: {p['hint']}")
+        for variant, p in problems:
+            lines.append(f"- flow {variant}: `{p['param']}` {p['kind']}/{p['cause']}: {p['hint']}")
         lines.append("")
     return "\n".join(lines) + "\n"
 

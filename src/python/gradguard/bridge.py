@@ -21,9 +21,11 @@ from .registry import info
 class _PeftSide:
     config: Callable[..., object]      # (resolved hp, **PEFT config kwargs) -> PEFT config
     layer: Callable[[], type]          # the PEFT layer class (imported lazily)
+    layer_kwargs: Callable[[dict, object], dict]  # (resolved hp, config) -> the layer constructor's keyword arguments
     matches: Callable[[nn.Module, str], bool]
     # Why PEFT cannot express these hyper-parameters (None when it can).
     unsupported: Callable[[dict], str | None] = lambda hp: None
+    init_flag: str = "init_lora_weights"  # the config field that switches PEFT's default initialisation on/off
 
 
 def _lora_config(hp: dict, use_dora: bool, **extra):
@@ -31,6 +33,13 @@ def _lora_config(hp: dict, use_dora: bool, **extra):
 
     return LoraConfig(r=hp["r"], lora_alpha=hp["lora_alpha"], use_rslora=hp["use_rslora"], use_dora=use_dora,
                       lora_bias=hp.get("lora_bias", False), lora_dropout=0.0, **extra)
+
+
+def _lora_layer_kwargs(hp: dict, config) -> dict:
+    """LoRA-style layers (PEFT's lora.Linear and gradguard.peft's layers) take the hyper-parameters again."""
+    return dict(r=hp["r"], lora_alpha=hp["lora_alpha"], use_rslora=hp["use_rslora"],
+                use_dora=getattr(config, "use_dora", False), lora_bias=hp.get("lora_bias", False), lora_dropout=0.0,
+                init_lora_weights=config.init_lora_weights)
 
 
 def _lora_layer():
@@ -64,17 +73,54 @@ def _gg_layer(module: str):
     return cls
 
 
+def _adalora_config(hp: dict, **extra):
+    from peft import AdaLoraConfig
+
+    # AdaLoraConfig refuses total_step=None; it only paces the rank allocator (a training extra, not the layer), so
+    # a one-step schedule stands in unless the caller gives one.
+    extra.setdefault("total_step", 1)
+    return AdaLoraConfig(init_r=hp["init_r"], lora_alpha=hp["lora_alpha"], lora_dropout=0.0, **extra)
+
+
+def _ia3_config(hp: dict, **extra):
+    from peft import IA3Config
+
+    # is_feedforward belongs to one layer; PEFT decides it per module from feedforward_modules. With target_modules
+    # given, the flag makes every target feed-forward or none; without, PEFT's per-architecture tables pick both.
+    if "feedforward_modules" not in extra and extra.get("target_modules") is not None:
+        extra["feedforward_modules"] = extra["target_modules"] if hp["is_feedforward"] else []
+    return IA3Config(**extra)
+
+
+def _peft_class(module: str, cls: str):
+    def get():
+        import importlib
+
+        return getattr(importlib.import_module(module), cls)
+    return get
+
+
+def _is(cls: Callable[[], type]) -> Callable[[nn.Module, str], bool]:
+    return lambda layer, adapter: type(layer) is cls()
+
+
 _PEFT_SIDE: dict[str, _PeftSide] = {
-    "lora": _PeftSide(lambda hp, **kw: _lora_config(hp, False, **kw), _lora_layer,
+    "lora": _PeftSide(lambda hp, **kw: _lora_config(hp, False, **kw), _lora_layer, _lora_layer_kwargs,
                       lambda l, a: _is_peft_lora(l, a, False)),
-    "dora": _PeftSide(lambda hp, **kw: _lora_config(hp, True, **kw), _lora_layer,
+    "dora": _PeftSide(lambda hp, **kw: _lora_config(hp, True, **kw), _lora_layer, _lora_layer_kwargs,
                       lambda l, a: _is_peft_lora(l, a, True),
                       lambda hp: ("PEFT implements only DoRA's detached-norm gradient (paper §4.3), not "
                                   "exact_gradient=True") if hp.get("exact_gradient") else None),
-    "weight_lora": _PeftSide(_gg_config("WeightLoraConfig"), _gg_layer("weight_lora"),
-                             lambda l, a: type(l) is _gg_layer("weight_lora")()),
-    "my_lora": _PeftSide(_gg_config("MyLoraConfig"), _gg_layer("my_lora"),
-                         lambda l, a: type(l) is _gg_layer("my_lora")()),
+    "weight_lora": _PeftSide(_gg_config("WeightLoraConfig"), _gg_layer("weight_lora"), _lora_layer_kwargs,
+                             _is(_gg_layer("weight_lora"))),
+    "my_lora": _PeftSide(_gg_config("MyLoraConfig"), _gg_layer("my_lora"), _lora_layer_kwargs,
+                         _is(_gg_layer("my_lora"))),
+    "adalora": _PeftSide(_adalora_config, _peft_class("peft.tuners.adalora", "SVDLinear"),
+                         lambda hp, config: dict(r=hp["init_r"], lora_alpha=hp["lora_alpha"]),
+                         _is(_peft_class("peft.tuners.adalora", "SVDLinear"))),
+    "ia3": _PeftSide(_ia3_config, _peft_class("peft.tuners.ia3", "Linear"),
+                     lambda hp, config: dict(is_feedforward=hp["is_feedforward"]),
+                     _is(_peft_class("peft.tuners.ia3", "Linear")), init_flag="init_ia3_weights"),
 }
 
 
@@ -89,24 +135,29 @@ def peft_unsupported_reason(name: str, hp: dict) -> str | None:
     return _PEFT_SIDE[name].unsupported(hp)
 
 
-def peft_config(name: str, hp: dict, d_in: int = 32, d_out: int = 32, **config_kwargs):
-    """The PEFT config that applies adapter ``name`` with these hyper-parameters (e.g. for get_peft_model);
-    ``config_kwargs`` go to the config (target_modules, init_lora_weights, ...)."""
+def _side(name: str) -> _PeftSide:
     if name not in _PEFT_SIDE:
         raise _C.InputError(f"argument 'adapter': expected one with a PEFT layer ({sorted(_PEFT_SIDE)}), got '{name}'")
-    return _PEFT_SIDE[name].config(_C.resolve_hyper(name, d_in, d_out, hp), **config_kwargs)
+    return _PEFT_SIDE[name]
+
+
+def peft_config(name: str, hp: dict, d_in: int = 32, d_out: int = 32, init_weights: bool | None = None,
+                **config_kwargs):
+    """The PEFT config that applies adapter ``name`` with these hyper-parameters (e.g. for get_peft_model);
+    ``config_kwargs`` go to the config (target_modules, ...). ``init_weights`` sets the adapter's own init switch
+    (init_lora_weights, init_ia3_weights, ...): False gives every factor a random non-zero value."""
+    side = _side(name)
+    if init_weights is not None:
+        config_kwargs[side.init_flag] = init_weights
+    return side.config(_C.resolve_hyper(name, d_in, d_out, hp), **config_kwargs)
 
 
 def make_peft_layer(name: str, base: nn.Linear, hp: dict, adapter: str = "default") -> nn.Module:
     """PEFT's own layer for adapter ``name`` around ``base`` (nn.Linear), with PEFT's default init."""
-    if name not in _PEFT_SIDE:
-        raise _C.InputError(f"argument 'adapter': expected one with a PEFT layer ({sorted(_PEFT_SIDE)}), got '{name}'")
+    side = _side(name)
     hp = _C.resolve_hyper(name, base.in_features, base.out_features, hp)
-    side = _PEFT_SIDE[name]
-    config = side.config(hp, init_lora_weights=True)
-    return side.layer()(base, adapter, config=config, r=hp["r"], lora_alpha=hp["lora_alpha"],
-                        use_rslora=hp["use_rslora"], use_dora=getattr(config, "use_dora", False),
-                        lora_bias=hp.get("lora_bias", False), lora_dropout=0.0, init_lora_weights=True)
+    config = side.config(hp, **{side.init_flag: True})
+    return side.layer()(base, adapter, config=config, **side.layer_kwargs(hp, config))
 
 
 def _peft_tensor(layer: nn.Module, key: str) -> torch.Tensor | None:
@@ -135,18 +186,46 @@ def _identify(layer: nn.Module, adapter: str) -> str:
         f"got {type(layer).__module__}.{type(layer).__name__}")
 
 
+def _rank(layer: nn.Module, adapter: str) -> int:
+    return int(layer.r[adapter])
+
+
+def _adalora_rank(layer: nn.Module, adapter: str) -> int:
+    r = _rank(layer, adapter)
+    ranknum = float(layer.ranknum[adapter])
+    if ranknum != r:  # resize_modules_by_rank_pattern keeps the initial ranknum while the tensors shrink
+        raise _C.InputError(f"argument 'layer': expected an AdaLoRA layer whose ranknum equals its rank (scaling "
+                            f"alpha/(r + 1e-5)), got r={r} and ranknum={ranknum:g} (a layer resized by a rank_pattern)")
+    return r
+
+
+def _use_rslora(layer: nn.Module, adapter: str) -> bool:
+    # PEFT keeps only the resulting scaling; rsLoRA is recognised by it (identical to plain LoRA when r = 1).
+    r, alpha, scaling = _rank(layer, adapter), float(layer.lora_alpha[adapter]), float(layer.scaling[adapter])
+    return r != 1 and math.isclose(scaling, alpha / math.sqrt(r), rel_tol=1e-12)
+
+
+# How each registry hyper-parameter is read off a live PEFT layer, by name: one line per name, shared by every adapter
+# that has it (an adapter's hyper-parameters are the registry's, so nothing here is per adapter).
+_HYPER_FROM_LAYER: dict[str, Callable[[nn.Module, str], object]] = {
+    "r": _rank,
+    "init_r": _adalora_rank,  # AdaLoRA's layer stores config.init_r as its r
+    "lora_alpha": lambda layer, a: float(layer.lora_alpha[a]),
+    "use_rslora": _use_rslora,
+    "lora_bias": lambda layer, a: bool(getattr(layer, "lora_bias", {}).get(a, False)),
+    "exact_gradient": lambda layer, a: False,  # PEFT's semantics: DoRA's weight norm is detached
+    "is_feedforward": lambda layer, a: bool(layer.is_feedforward),
+}
+
+
 def _hyper_from_layer(name: str, layer: nn.Module, adapter: str) -> dict:
-    r = int(layer.r[adapter])
-    alpha = float(layer.lora_alpha[adapter])
-    scaling = float(layer.scaling[adapter])
-    hp = {"r": r, "lora_alpha": alpha,
-          # PEFT keeps only the resulting scaling; rsLoRA is recognised by it (identical to plain LoRA when r = 1).
-          "use_rslora": r != 1 and math.isclose(scaling, alpha / math.sqrt(r), rel_tol=1e-12)}
-    names = {h["name"] for h in info(name)["hyper"]}
-    if "lora_bias" in names:
-        hp["lora_bias"] = bool(getattr(layer, "lora_bias", {}).get(adapter, False))
-    if "exact_gradient" in names:
-        hp["exact_gradient"] = False  # PEFT's semantics: the weight norm is detached
+    hp = {}
+    for h in info(name)["hyper"]:
+        read = _HYPER_FROM_LAYER.get(h["name"])
+        if read is None:
+            raise NotImplementedError(f"gradguard.bridge: no reader for hyper-parameter '{h['name']}' of {name} "
+                                      f"(add one to _HYPER_FROM_LAYER)")
+        hp[h["name"]] = read(layer, adapter)
     return hp
 
 

@@ -137,8 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = sub.add_parser("gradcheck", help="finite differences (float64) against one adapter's analytic backward")
     g.add_argument("adapter")
-    g.add_argument("--d-in", type=int, default=8)
-    g.add_argument("--d-out", type=int, default=8)
+    # 16 fits every adapter's default rank (AdaLoRA's init_r is 12) while the full Jacobian stays small.
+    g.add_argument("--d-in", type=int, default=16)
+    g.add_argument("--d-out", type=int, default=16)
     g.add_argument("--rows", type=int, default=3, help="N, the number of input rows")
     g.add_argument("--backend", default="eigen", choices=["eigen", "torch"])
     g.add_argument("--mode", default="fast", choices=["fast", "full"])

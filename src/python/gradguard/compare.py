@@ -14,6 +14,7 @@ from torch import nn
 from . import _C
 from ._table import table
 from .bridge import load_into_peft, make_peft_layer, peft_unsupported_reason
+from .registry import rank_hp
 
 BACKENDS = ("eigen", "torch", "cuda", "peft")
 
@@ -76,7 +77,7 @@ def compare(name: str, *, backends=BACKENDS, dtype: str = "float32", d_in: int =
     if dtype not in ("float32",):
         raise _C.InputError(f"argument 'dtype': expected 'float32' (the low precision the CPU backends offer; "
                             f"bf16/fp16 arrive with the CUDA kernels), got '{dtype}'")
-    hp.setdefault("r", min(3, d_in, d_out))
+    hp = {**rank_hp(name, min(3, d_in, d_out)), **hp}
     case = _C.make_case(name, d_in, d_out, n_rows, seed, hp)
     args = (case["x"], case["tensors"], case["dy"], case["hp"])
     ref = _C.run_backend(name, "eigen", "float64", *args)

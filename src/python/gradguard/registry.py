@@ -20,3 +20,10 @@ def trainable_names(name: str, d_in: int, d_out: int, hp: dict) -> list[str]:
     """Names of the trainable tensors present for these hyper-parameters, in registry order."""
     shapes = _C.tensor_shapes(name, d_in, d_out, hp)
     return [t["name"] for t in info(name)["tensors"] if t["role"] == "trainable" and t["name"] in shapes]
+
+
+def rank_hp(name: str, r: int) -> dict:
+    """``{rank hyper-parameter: r}`` for an adapter with a rank (LoRA's ``r``, AdaLoRA's ``init_r``), ``{}`` for one
+    without (IA3): how generic code asks for "rank r" without knowing the parameter's name."""
+    param = info(name)["rank_param"]
+    return {param: r} if param else {}
