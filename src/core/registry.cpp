@@ -14,10 +14,12 @@ const AdapterInfo& weight_lora_info();
 const AdapterInfo& my_lora_info();
 const AdapterInfo& adalora_info();
 const AdapterInfo& ia3_info();
+const AdapterInfo& loha_info();
 
 const std::vector<const AdapterInfo*>& registry() {
   static const std::vector<const AdapterInfo*> all = {&lora_info(),    &dora_info(),    &weight_lora_info(),
-                                                      &my_lora_info(), &adalora_info(), &ia3_info()};
+                                                      &my_lora_info(), &adalora_info(), &ia3_info(),
+                                                      &loha_info()};
   return all;
 }
 

@@ -13,6 +13,7 @@ const TorchImpl& weight_lora_torch();
 const TorchImpl& my_lora_torch();
 const TorchImpl& adalora_torch();
 const TorchImpl& ia3_torch();
+const TorchImpl& loha_torch();
 
 const TorchImpl& torch_impl(const AdapterInfo& info) {
   // The torch half of the registry: one line per adapter, beside the core table in registry.cpp.
@@ -23,6 +24,7 @@ const TorchImpl& torch_impl(const AdapterInfo& info) {
       {"my_lora", &my_lora_torch()},
       {"adalora", &adalora_torch()},
       {"ia3", &ia3_torch()},
+      {"loha", &loha_torch()},
   };
   auto it = table.find(info.name);
   if (it == table.end()) throw NotImplemented("not implemented: " + info.name + " (torch)");

@@ -95,7 +95,7 @@ INSTANTIATE_TEST_SUITE_P(All, Registry, ::testing::ValuesIn(adapter_names()));
 
 TEST(RegistryLookup, ListsTheAdaptersInRegistrationOrder) {
   EXPECT_EQ(adapter_names(),
-            (std::vector<std::string>{"lora", "dora", "weight_lora", "my_lora", "adalora", "ia3"}));
+            (std::vector<std::string>{"lora", "dora", "weight_lora", "my_lora", "adalora", "ia3", "loha"}));
 }
 
 TEST(RegistryLookup, ScalingFollowsPeft) {

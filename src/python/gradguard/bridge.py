@@ -92,6 +92,13 @@ def _ia3_config(hp: dict, **extra):
     return IA3Config(**extra)
 
 
+def _loha_config(hp: dict, **extra):
+    from peft import LoHaConfig
+
+    # rank_dropout/module_dropout draw random masks in training; the op is the dropout-free layer.
+    return LoHaConfig(r=hp["r"], alpha=hp["alpha"], rank_dropout=0.0, module_dropout=0.0, **extra)
+
+
 def _peft_class(module: str, cls: str):
     def get():
         import importlib
@@ -121,6 +128,9 @@ _PEFT_SIDE: dict[str, _PeftSide] = {
     "ia3": _PeftSide(_ia3_config, _peft_class("peft.tuners.ia3", "Linear"),
                      lambda hp, config: dict(is_feedforward=hp["is_feedforward"]),
                      _is(_peft_class("peft.tuners.ia3", "Linear")), init_flag="init_ia3_weights"),
+    "loha": _PeftSide(_loha_config, _peft_class("peft.tuners.loha", "Linear"),
+                      lambda hp, config: dict(r=hp["r"], alpha=hp["alpha"]),
+                      _is(_peft_class("peft.tuners.loha", "Linear")), init_flag="init_weights"),
 }
 
 
@@ -199,6 +209,17 @@ def _adalora_rank(layer: nn.Module, adapter: str) -> int:
     return r
 
 
+def _lycoris_alpha(layer: nn.Module, adapter: str) -> float:
+    # LyCORIS layers (LoHa, LoKr) keep alpha and apply rank/module dropout with random masks in training; gradguard's
+    # op is the dropout-free layer, so a layer with either dropout cannot be read as it.
+    for kind in ("rank_dropout", "module_dropout"):
+        p = float(getattr(layer, kind, {}).get(adapter, 0.0))
+        if p != 0.0:
+            raise _C.InputError(f"argument 'layer': expected a layer with {kind} = 0 (gradguard checks the dropout-free "
+                                f"layer), got {kind} = {p:g}")
+    return float(layer.alpha[adapter])
+
+
 def _use_rslora(layer: nn.Module, adapter: str) -> bool:
     # PEFT keeps only the resulting scaling; rsLoRA is recognised by it (identical to plain LoRA when r = 1).
     r, alpha, scaling = _rank(layer, adapter), float(layer.lora_alpha[adapter]), float(layer.scaling[adapter])
@@ -211,6 +232,7 @@ _HYPER_FROM_LAYER: dict[str, Callable[[nn.Module, str], object]] = {
     "r": _rank,
     "init_r": _adalora_rank,  # AdaLoRA's layer stores config.init_r as its r
     "lora_alpha": lambda layer, a: float(layer.lora_alpha[a]),
+    "alpha": _lycoris_alpha,  # LoHa/LoKr: scaling = alpha / r
     "use_rslora": _use_rslora,
     "lora_bias": lambda layer, a: bool(getattr(layer, "lora_bias", {}).get(a, False)),
     "exact_gradient": lambda layer, a: False,  # PEFT's semantics: DoRA's weight norm is detached

@@ -14,7 +14,7 @@ from torch import nn
 from . import _C
 from ._table import table
 from .bridge import load_into_peft, make_peft_layer, peft_unsupported_reason
-from .registry import rank_hp
+from .registry import info, rank_hp
 
 BACKENDS = ("eigen", "torch", "cuda", "peft")
 
@@ -85,10 +85,17 @@ def compare(name: str, *, backends=BACKENDS, dtype: str = "float32", d_in: int =
     p64, plow = _C.policy("float64"), _C.policy(dtype)
     rows, skipped, notes = [], [], []
 
+    # A known deviation of PEFT's own layer from the exact maths, declared in the registry with its reason (LoHa's
+    # float32 scaling scalar): it loosens only the float64 rows of the "peft" backend.
+    peft_override = next((o for o in info(name)["tolerance_overrides"] if o["check"] == "peft"), None)
+
     def add(backend: str, dt: str, run: dict):
         for key, r in ref.items():
             if dt == "float64":
-                s = _C.compare_to_reference(key, r, run[key], None, 0.0, p64["f64_atol"], p64["f64_rtol"])
+                atol, rtol = p64["f64_atol"], p64["f64_rtol"]
+                if backend == "peft" and peft_override:
+                    atol, rtol = peft_override["atol"], peft_override["rtol"]
+                s = _C.compare_to_reference(key, r, run[key], None, 0.0, atol, rtol)
             else:
                 s = _C.compare_to_reference(key, r, run[key], naive[key], plow["k"], plow["atol"], 0.0)
             s.update(backend=backend, dtype=dt)
@@ -112,5 +119,8 @@ def compare(name: str, *, backends=BACKENDS, dtype: str = "float32", d_in: int =
     if "exact_gradient" in case["hp"]:
         notes.append("dora: checked with exact_gradient=%s (%s)" % (
             case["hp"]["exact_gradient"], "PEFT's detached weight norm" if not case["hp"]["exact_gradient"] else "the true gradient"))
+    if peft_override and "peft" in backends and not any(s["backend"] == "peft" for s in skipped):
+        notes.append(f"{name}: peft float64 rows use the registry's tolerance override (atol {peft_override['atol']:g}, "
+                     f"rtol {peft_override['rtol']:g}): {peft_override['reason']}")
     ok = all(r["ok"] for r in rows)
     return CompareResult(adapter=name, hp=case["hp"], ok=ok, rows=rows, skipped=skipped, notes=notes)
