@@ -50,7 +50,6 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -62,6 +61,7 @@ from torch import nn
 import gradguard as gg
 from gradguard import _C
 from gradguard.bridge import from_peft, make_peft_layer
+from gradguard.atomic import write_json
 from gradguard.ops import AdapterLinear
 from gradguard.registry import rank_hp
 
@@ -450,27 +450,6 @@ def render(report: dict) -> str:
     return "\n".join(lines)
 
 
-def write_json_atomic(path: str, data: dict) -> None:
-    path = os.path.abspath(path)
-    folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".bench-", suffix=".json.tmp", dir=folder)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; the report is an ordinary file
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1, allow_nan=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 def _cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as f:
@@ -549,7 +528,7 @@ def main(argv: list[str] | None = None) -> int:
     report = run(args.preset_list, args.adapter_list, args.reps, args.warmup, log=log)
     print(render(report))
     if args.json:
-        write_json_atomic(args.json, report)
+        write_json(args.json, report)
         print(f"wrote {args.json}")
     return 0
 

@@ -53,7 +53,7 @@ struct BackendSupport {
 };
 
 struct ToleranceOverride {
-  std::string check;  // gradcheck | compare
+  std::string check;  // gradcheck | compare | peft (a known PEFT deviation, in comparisons against PEFT only)
   double atol;
   double rtol;
   std::string reason;

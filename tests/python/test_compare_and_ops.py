@@ -131,3 +131,23 @@ def test_adapter_op_bad_input():
         gg.adapter_linear("lora", case["x"], t, r=2)
     with pytest.raises(gg.InputError, match="'weight'"):
         gg.adapter_linear("lora", case["x"], {}, r=2)
+
+
+def test_known_peft_defect_loha_scale_is_float32():
+    """Known PEFT defect (peft 0.21.2): LoHa scales by torch.tensor(alpha / r), a float32 scalar even in a float64
+    layer, so with alpha/r = 8/3 every float64 gradient is off by exactly the float32 rounding of 8/3 (2.98e-8
+    relative). gradguard keeps the exact scale (its float64 reference passes finite differences) and the loha registry
+    entry declares the deviation for comparisons against PEFT. If this test fails, PEFT fixed it: drop that
+    override."""
+    from gradguard.bridge import load_into_peft
+
+    case = gg._C.make_case("loha", 7, 5, 3, 0, {"r": 3, "alpha": 8})
+    layer = make_peft_layer("loha", nn.Linear(7, 5), {"r": 3, "alpha": 8}).double()
+    load_into_peft(layer, case["tensors"])
+    x = case["x"].clone().requires_grad_(True)
+    layer(x).backward(case["dy"])
+    ref = gg._C.run_backend("loha", "eigen", "float64", case["x"], case["tensors"], case["dy"], {"r": 3, "alpha": 8})
+    rel = ((x.grad - ref["dx"]).abs().max() / ref["dx"].abs().max()).item()
+    exact_f32_rounding = abs(float(torch.tensor(8 / 3, dtype=torch.float32)) - 8 / 3) / (8 / 3)
+    assert rel > gg._C.policy("float64")["f64_rtol"], "PEFT's LoHa now matches in float64"
+    assert rel == pytest.approx(exact_f32_rounding, rel=0.5)
