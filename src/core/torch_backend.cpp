@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <torch/autograd.h>
 
+#include "core/cuda_backend.hpp"
 #include "core/errors.hpp"
 
 namespace gg {
@@ -31,6 +32,12 @@ const TorchImpl& torch_impl(const AdapterInfo& info) {
   return *it->second;
 }
 
+const TorchImpl& backend_impl(const AdapterInfo& info, const std::string& backend) {
+  if (backend == "torch") return torch_impl(info);
+  if (backend == "cuda") return cuda_impl(info);
+  throw InputError("backend", "'torch' or 'cuda'", "'" + backend + "'");
+}
+
 at::Tensor tall_tn(const at::Tensor& a, const at::Tensor& b) { return at::mm(b.t(), a).t().contiguous(); }
 
 at::Tensor thin_mm(const at::Tensor& m, const at::Tensor& f) { return at::mm(m, f.t().contiguous().t()); }
@@ -45,14 +52,30 @@ Dims dims_from_weight(const TorchTensors& t) {
   return {weight->second.size(1), weight->second.size(0)};
 }
 
-Dims validate_torch_call(const AdapterInfo& info, const at::Tensor& x, const TorchTensors& t, const HyperParams& hp) {
+static void validate_backend_dtype(const at::Tensor& x, const std::string& backend) {
+  const auto st = x.scalar_type();
+  const bool wide = st == at::kFloat || st == at::kDouble;
+  const bool half = st == at::kBFloat16 || st == at::kHalf;
+  if (backend == "cuda") {
+    const std::string why = cuda_unavailable_reason();
+    if (!why.empty()) throw NotImplemented("the cuda backend is unavailable: " + why);
+    if (!x.is_cuda()) throw InputError("x", "a CUDA tensor for the cuda backend", "a tensor on " + x.device().str());
+    if (!wide && !half)
+      throw InputError("x", "dtype float64, float32, bfloat16 or float16 on the cuda backend", std::string(c10::toString(st)));
+    return;
+  }
+  if (backend == "naive" && half && x.is_cuda()) return;
+  if (!wide) throw InputError("x", "dtype float32 or float64 on the torch backend", std::string(c10::toString(st)));
+}
+
+Dims validate_torch_call(const AdapterInfo& info, const at::Tensor& x, const TorchTensors& t, const HyperParams& hp,
+                         const std::string& backend) {
   const Dims dims = dims_from_weight(t);
   auto weight = t.find("weight");
   if (!x.defined() || x.dim() < 1 || x.size(-1) != dims.d_in)
     throw InputError("x", "shape (..., " + std::to_string(dims.d_in) + ") to match weight " + shape_of(weight->second),
                      x.defined() ? shape_of(x) : "undefined");
-  if (x.scalar_type() != at::kFloat && x.scalar_type() != at::kDouble)
-    throw InputError("x", "dtype float32 or float64 on the torch backend", std::string(c10::toString(x.scalar_type())));
+  validate_backend_dtype(x, backend);
   for (const auto* spec : info.present_tensors(hp)) {
     auto it = t.find(spec->name);
     const Shape expected = spec->shape(dims, hp);
@@ -75,9 +98,9 @@ namespace {
 // Names and hyper-parameters travel through the autograd context as IValues; the adapter's own intermediates
 // (TorchImpl::forward's `saved`) are saved after the inputs, under names kept in "saved_names".
 struct AdapterFunction : public torch::autograd::Function<AdapterFunction> {
-  static constexpr size_t kNonTensorArgs = 3;  // name, tensor_names, hp_values
+  static constexpr size_t kNonTensorArgs = 4;  // name, backend, tensor_names, hp_values
 
-  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const std::string& name,
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const std::string& name, const std::string& backend,
                             const std::vector<std::string>& tensor_names, const std::vector<double>& hp_values,
                             const at::Tensor& x, at::TensorList tensors) {
     const AdapterInfo& info = find_adapter(name);
@@ -85,7 +108,7 @@ struct AdapterFunction : public torch::autograd::Function<AdapterFunction> {
     TorchTensors t;
     for (size_t i = 0; i < tensors.size(); ++i) t[tensor_names[i]] = tensors[i];
     TorchTensors intermediates;
-    at::Tensor y = torch_impl(info).forward(x, t, hp, &intermediates);
+    at::Tensor y = backend_impl(info, backend).forward(x, t, hp, &intermediates);
     std::vector<std::string> saved_names;
     std::vector<at::Tensor> saved = {x};
     saved.insert(saved.end(), tensors.begin(), tensors.end());
@@ -94,6 +117,7 @@ struct AdapterFunction : public torch::autograd::Function<AdapterFunction> {
       saved.push_back(v);
     }
     ctx->saved_data["name"] = name;
+    ctx->saved_data["backend"] = backend;
     ctx->saved_data["tensor_names"] = tensor_names;
     ctx->saved_data["saved_names"] = saved_names;
     ctx->saved_data["hp"] = hp_values;
@@ -119,7 +143,8 @@ struct AdapterFunction : public torch::autograd::Function<AdapterFunction> {
       if (ctx->needs_input_grad(1 + i)) request.params.insert(n);
     }
     for (size_t i = 0; i < saved_names.size(); ++i) intermediates[saved_names.get(i).toStringRef()] = saved[1 + names.size() + i];
-    TorchGrads g = torch_impl(info).backward(saved[0], t, hp, grad_outputs[0].contiguous(), intermediates, request);
+    const TorchImpl& impl = backend_impl(info, ctx->saved_data["backend"].toStringRef());
+    TorchGrads g = impl.backward(saved[0], t, hp, grad_outputs[0].contiguous(), intermediates, request);
     // One entry per forward argument: the non-tensor arguments, x, then each tensor of the list.
     torch::autograd::variable_list out(kNonTensorArgs);
     out.push_back(request.dx ? g.dx : at::Tensor());
@@ -139,8 +164,10 @@ struct AdapterFunction : public torch::autograd::Function<AdapterFunction> {
 
 }  // namespace
 
-at::Tensor adapter_apply(const AdapterInfo& info, const at::Tensor& x, const TorchTensors& t, const HyperParams& hp) {
-  const Dims dims = validate_torch_call(info, x, t, hp);
+at::Tensor adapter_apply(const AdapterInfo& info, const at::Tensor& x, const TorchTensors& t, const HyperParams& hp,
+                         const std::string& backend) {
+  backend_impl(info, backend);  // unknown backend or missing implementation: say so before validating tensors
+  const Dims dims = validate_torch_call(info, x, t, hp, backend);
   std::vector<std::string> names;
   std::vector<at::Tensor> tensors;
   for (const auto* spec : info.present_tensors(hp)) {
@@ -151,7 +178,17 @@ at::Tensor adapter_apply(const AdapterInfo& info, const at::Tensor& x, const Tor
   for (const auto& spec : info.hyper) hp_values.push_back(hp.at(spec.name));
   const auto lead = x.sizes().vec();
   const at::Tensor x2 = x.reshape({-1, dims.d_in});  // (N, d_in); a view when x allows it
-  at::Tensor y = AdapterFunction::apply(info.name, names, hp_values, x2, at::TensorList(tensors));
+  at::Tensor y = AdapterFunction::apply(info.name, backend, names, hp_values, x2, at::TensorList(tensors));
+  std::vector<int64_t> out_shape(lead.begin(), lead.end() - 1);
+  out_shape.push_back(dims.d_out);
+  return y.reshape(out_shape);
+}
+
+at::Tensor adapter_forward_naive(const AdapterInfo& info, const at::Tensor& x, const TorchTensors& t,
+                                 const HyperParams& hp) {
+  const Dims dims = validate_torch_call(info, x, t, hp, "naive");
+  const auto lead = x.sizes().vec();
+  at::Tensor y = torch_impl(info).forward(x.reshape({-1, dims.d_in}), t, hp, nullptr);
   std::vector<int64_t> out_shape(lead.begin(), lead.end() - 1);
   out_shape.push_back(dims.d_out);
   return y.reshape(out_shape);

@@ -62,12 +62,25 @@ const TorchImpl& torch_impl(const AdapterInfo& info);
 // (d_in, d_out) read off tensors["weight"] (d_out, d_in); InputError when it is missing or not 2-D.
 Dims dims_from_weight(const TorchTensors& t);
 
-// Checks x (..., d_in), every tensor's logical shape, one dtype (float32/float64) and one device for all; names the
-// argument and both shapes/dtypes on error. Returns the dims read off the base weight.
-Dims validate_torch_call(const AdapterInfo& info, const at::Tensor& x, const TorchTensors& t, const HyperParams& hp);
+// The implementation of `backend` ("torch" or "cuda"); InputError for any other name, NotImplemented when the
+// adapter has none.
+const TorchImpl& backend_impl(const AdapterInfo& info, const std::string& backend);
+
+// Checks x (..., d_in), every tensor's logical shape, one dtype and one device for all; names the argument and both
+// shapes/dtypes on error. "torch": float32/float64 on any device; "cuda": float64/float32/bfloat16/float16 on a CUDA
+// device; "naive" (the composite forward, the low-precision baseline): like torch, plus bfloat16/float16 on CUDA.
+// Returns the dims read off the base weight.
+Dims validate_torch_call(const AdapterInfo& info, const at::Tensor& x, const TorchTensors& t, const HyperParams& hp,
+                         const std::string& backend = "torch");
 
 // The autograd-aware op: y = adapter(x) with x of shape (..., d_in); gradients flow to x and to every trainable
-// tensor in `t` that requires grad, computed by the adapter's analytic backward. `hp` must be resolved.
-at::Tensor adapter_apply(const AdapterInfo& info, const at::Tensor& x, const TorchTensors& t, const HyperParams& hp);
+// tensor in `t` that requires grad, computed by the backend's analytic backward. `hp` must be resolved.
+at::Tensor adapter_apply(const AdapterInfo& info, const at::Tensor& x, const TorchTensors& t, const HyperParams& hp,
+                         const std::string& backend = "torch");
+
+// The torch backend's composite forward, differentiated by autograd (no analytic backward): the "naive
+// same-precision implementation" of the numerics policy, in any dtype the device offers.
+at::Tensor adapter_forward_naive(const AdapterInfo& info, const at::Tensor& x, const TorchTensors& t,
+                                 const HyperParams& hp);
 
 }  // namespace gg

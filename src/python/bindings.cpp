@@ -8,6 +8,7 @@
 #include "checkers/torch_harness.hpp"
 #include "core/errors.hpp"
 #include "core/safetensors.hpp"
+#include "core/cuda_backend.hpp"
 #include "core/torch_backend.hpp"
 
 namespace py = pybind11;
@@ -155,14 +156,14 @@ PYBIND11_MODULE(_C, m) {
     const auto& info = find_adapter(name);
     const AdapterCase<double> c = case_from_python(info, x, tensors, hp);
     const Mat<double> dym = to_mat(dy, {c.x.rows(), c.dims.d_out}, "dy");
-    if (backend != "eigen" && backend != "torch")
-      throw InputError("backend", "'eigen' or 'torch' (cuda arrives with the CUDA issue)", "'" + backend + "'");
+    if (backend != "eigen" && backend != "torch" && backend != "cuda")
+      throw InputError("backend", "'eigen', 'torch' or 'cuda'", "'" + backend + "'");
     if (backend == "eigen" && naive)
       throw InputError("naive", "False for the eigen backend (naive runs are torch autograd)", "True");
     BackendRun run;
     {
       py::gil_scoped_release release;  // the autograd engine must not run under the GIL
-      run = backend == "eigen" ? run_eigen(info, c, dtype, dym) : run_torch(info, c, dtype, dym, naive);
+      run = backend == "eigen" ? run_eigen(info, c, dtype, dym) : run_torch(info, c, dtype, dym, naive, backend);
     }
     return run_to_python(info, c, run);
   }, py::arg("name"), py::arg("backend"), py::arg("dtype"), py::arg("x"), py::arg("tensors"), py::arg("dy"),
@@ -177,8 +178,8 @@ PYBIND11_MODULE(_C, m) {
     o.four_point = four_point;
     Differentiable f;
     if (backend == "eigen") f = eigen_differentiable(info, c);
-    else if (backend == "torch") f = torch_differentiable(info, c);
-    else throw InputError("backend", "'eigen' or 'torch' for gradcheck (finite differences run in float64)", "'" + backend + "'");
+    else if (backend == "torch" || backend == "cuda") f = torch_differentiable(info, c, backend);
+    else throw InputError("backend", "'eigen', 'torch' or 'cuda' for gradcheck (finite differences run in float64)", "'" + backend + "'");
     py::gil_scoped_release release;
     const auto r = gradcheck(f, o);
     py::gil_scoped_acquire acquire;
@@ -228,12 +229,30 @@ PYBIND11_MODULE(_C, m) {
     return d;
   }, py::arg("dtype") = "float32", "The numerics policy of DESIGN.md §4 (checkers/tolerance.hpp).");
 
-  m.def("adapter_apply", [](const std::string& name, const at::Tensor& x, const py::dict& tensors, const py::dict& hp) {
+  m.def("adapter_apply", [](const std::string& name, const at::Tensor& x, const py::dict& tensors, const py::dict& hp,
+                            const std::string& backend) {
     const auto& info = find_adapter(name);
     const TorchTensors t = to_torch_tensors(tensors);
-    return adapter_apply(info, x, t, resolve_hyper(info, dims_from_weight(t), to_hyper(hp)));
+    return adapter_apply(info, x, t, resolve_hyper(info, dims_from_weight(t), to_hyper(hp)), backend);
+  }, py::arg("name"), py::arg("x"), py::arg("tensors"), py::arg("hp"), py::arg("backend") = "torch",
+     "Autograd-aware adapter op: y = adapter(x) for x (..., d_in); backward by the backend's analytic formulas.");
+
+  m.def("adapter_forward_naive", [](const std::string& name, const at::Tensor& x, const py::dict& tensors, const py::dict& hp) {
+    const auto& info = find_adapter(name);
+    const TorchTensors t = to_torch_tensors(tensors);
+    return adapter_forward_naive(info, x, t, resolve_hyper(info, dims_from_weight(t), to_hyper(hp)));
   }, py::arg("name"), py::arg("x"), py::arg("tensors"), py::arg("hp"),
-     "Autograd-aware adapter op: y = adapter(x) for x (..., d_in); backward by the adapter's analytic formulas.");
+     "The torch backend's composite forward, differentiable by autograd: the naive same-precision baseline.");
+
+  m.def("cuda_status", []() {
+    py::dict d;
+    d["unavailable_reason"] = cuda_unavailable_reason();
+    py::list with_kernels;
+    for (const auto* info : registry())
+      if (has_cuda_impl(*info)) with_kernels.append(info->name);
+    d["adapters"] = with_kernels;
+    return d;
+  }, "The cuda backend: why it is unavailable ('' when usable) and which adapters have kernels in this build.");
 
   m.def("read_safetensors", [](const std::string& path) {
     const SafetensorsFile f = read_safetensors(path);

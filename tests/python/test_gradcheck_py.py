@@ -126,7 +126,10 @@ def test_gradcheck_rejects_low_precision_and_bad_input():
     with pytest.raises(gg.InputError, match=r"'r'.*min\(d_in, d_out\) = 4"):
         gg.gradcheck("lora", d_in=4, d_out=9, r=5)
     with pytest.raises(gg.InputError, match="'backend'"):
-        gg.gradcheck("lora", d_in=4, d_out=4, backend="cuda", r=2)
+        gg.gradcheck("lora", d_in=4, d_out=4, backend="tpu", r=2)
+    if not gg.cuda_status()["available"]:  # a valid backend that cannot run here says why
+        with pytest.raises(NotImplementedError, match="cuda backend is unavailable"):
+            gg.gradcheck("lora", d_in=4, d_out=4, backend="cuda", r=2)
     with pytest.raises(gg.InputError, match="'mode'"):
         gg.gradcheck("lora", d_in=4, d_out=4, mode="exact", r=2)
     x = torch.randn(3, 5, dtype=torch.float64)

@@ -37,6 +37,7 @@ const AdapterInfo& dora_info() {
     };
     a.notes = {"exact_gradient=0 (default) checks PEFT's gradient, in which the weight norm is a constant; "
                "exact_gradient=1 checks the true gradient of the same forward"};
+    a.backends.push_back(lowrank::cuda_support());
     return a;
   }();
   return info;

@@ -14,6 +14,7 @@ const AdapterInfo& lora_info() {
     a.tensors.push_back({"lora_B_bias", TensorRole::trainable,
                          [](const Dims& d, const HyperParams&) { return Shape{d.d_out}; }, "lora_B.{adapter}.bias",
                          "zeros", "", [](const HyperParams& hp) { return hp.at("lora_bias") != 0.0; }});
+    a.backends.push_back(lowrank::cuda_support());
     return a;
   }();
   return info;

@@ -4,7 +4,8 @@
     gg.adapters()                      # the registry
     gg.check(model, *inputs)           # gradient flow on a live model
     gg.gradcheck("lora", d_in=8, d_out=8)   # finite differences in float64
-    gg.compare("dora")                 # eigen vs torch vs PEFT
+    gg.compare("dora")                 # eigen vs torch vs cuda vs PEFT
+    gg.fast_path(peft_model)           # every adapter layer through gradguard's op (all parameters train)
 """
 import torch  # noqa: F401  (loads libc10/libtorch before the extension that links them)
 
@@ -15,10 +16,12 @@ from .registry import adapters, info
 from .gradcheck import GradcheckResult, gradcheck, gradcheck_module
 from .bridge import from_peft
 from .compare import CompareResult, compare
-from .ops import adapter_linear
+from .ops import adapter_linear, cuda_status
+from .fast_path import FastPathReport, fast_path
 
 __all__ = [
     "InputError", "adapters", "info", "check", "FlowReport", "Problem", "Note", "gradcheck", "gradcheck_module",
-    "GradcheckResult", "compare", "CompareResult", "from_peft", "adapter_linear",
+    "GradcheckResult", "compare", "CompareResult", "from_peft", "adapter_linear", "cuda_status", "fast_path",
+    "FastPathReport",
 ]
 __version__ = "0.1.0"

@@ -260,6 +260,12 @@ def from_peft(layer: nn.Module, adapter: str | None = None) -> tuple[str, dict, 
     adapter = adapter or _active_adapter(layer)
     name = _identify(layer, adapter)
     hp = _hyper_from_layer(name, layer, adapter)
+    return name, hp, {k: v.detach() for k, v in layer_tensors(layer, adapter, name, hp).items()}
+
+
+def layer_tensors(layer: nn.Module, adapter: str, name: str, hp: dict) -> dict[str, torch.Tensor]:
+    """The registry tensors of a live PEFT layer as views of its own parameters (not detached: gradients reach the
+    layer's nn.Parameters through them); the base bias is zeros when the base layer has none."""
     base = layer.get_base_layer()
     shapes = _C.tensor_shapes(name, base.in_features, base.out_features, hp)
     tensors = {}
@@ -271,8 +277,8 @@ def from_peft(layer: nn.Module, adapter: str | None = None) -> tuple[str, dict, 
             t = torch.zeros(base.out_features, dtype=base.weight.dtype, device=base.weight.device)
         if t is None:
             raise _C.InputError(f"argument 'layer': expected PEFT tensor '{spec['peft_key']}' for {name}, not found")
-        tensors[spec["name"]] = t.detach().reshape(shapes[spec["name"]])
-    return name, hp, tensors
+        tensors[spec["name"]] = t.reshape(shapes[spec["name"]])
+    return tensors
 
 
 def load_into_peft(layer: nn.Module, tensors: dict[str, torch.Tensor], adapter: str | None = None) -> None:

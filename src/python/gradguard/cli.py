@@ -141,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--d-in", type=int, default=16)
     g.add_argument("--d-out", type=int, default=16)
     g.add_argument("--rows", type=int, default=3, help="N, the number of input rows")
-    g.add_argument("--backend", default="eigen", choices=["eigen", "torch"])
+    g.add_argument("--backend", default="eigen", choices=["eigen", "torch", "cuda"])
     g.add_argument("--mode", default="fast", choices=["fast", "full"])
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--four-point", action="store_true", help="4-point stencil instead of central differences")

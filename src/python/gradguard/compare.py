@@ -17,6 +17,7 @@ from .bridge import load_into_peft, make_peft_layer, peft_unsupported_reason
 from .registry import info, rank_hp
 
 BACKENDS = ("eigen", "torch", "cuda", "peft")
+CUDA_LOW_PRECISIONS = ("float32", "bfloat16", "float16")
 
 
 @dataclass
@@ -89,7 +90,9 @@ def compare(name: str, *, backends=BACKENDS, dtype: str = "float32", d_in: int =
     # float32 scaling scalar): it loosens only the float64 rows of the "peft" backend.
     peft_override = next((o for o in info(name)["tolerance_overrides"] if o["check"] == "peft"), None)
 
-    def add(backend: str, dt: str, run: dict):
+    def add(backend: str, dt: str, run: dict, naive_run: dict | None = None):
+        policy = plow if dt == dtype else _C.policy(dt)
+        base = naive if naive_run is None else naive_run
         for key, r in ref.items():
             if dt == "float64":
                 atol, rtol = p64["f64_atol"], p64["f64_rtol"]
@@ -97,7 +100,7 @@ def compare(name: str, *, backends=BACKENDS, dtype: str = "float32", d_in: int =
                     atol, rtol = peft_override["atol"], peft_override["rtol"]
                 s = _C.compare_to_reference(key, r, run[key], None, 0.0, atol, rtol)
             else:
-                s = _C.compare_to_reference(key, r, run[key], naive[key], plow["k"], plow["atol"], 0.0)
+                s = _C.compare_to_reference(key, r, run[key], base[key], policy["k"], policy["atol"], 0.0)
             s.update(backend=backend, dtype=dt)
             rows.append(s)
 
@@ -106,9 +109,16 @@ def compare(name: str, *, backends=BACKENDS, dtype: str = "float32", d_in: int =
             for dt in ("float64", dtype):
                 add(backend, dt, _C.run_backend(name, backend, dt, *args))
         elif backend == "cuda":
-            reason = ("no CUDA device visible" if not torch.cuda.is_available()
-                      else "the cuda backend is not built yet (fused kernels arrive with the CUDA issue)")
-            skipped.append({"backend": "cuda", "dtype": "*", "reason": reason})
+            status = _C.cuda_status()
+            if status["unavailable_reason"] or name not in status["adapters"]:
+                reason = status["unavailable_reason"] or f"no cuda kernels for {name} yet"
+                skipped.append({"backend": "cuda", "dtype": "*", "reason": reason})
+                continue
+            add("cuda", "float64", _C.run_backend(name, "cuda", "float64", *args))
+            # Each low precision is held to k × the error of the naive same-precision run on the same device.
+            for dt in CUDA_LOW_PRECISIONS:
+                add("cuda", dt, _C.run_backend(name, "cuda", dt, *args),
+                    _C.run_backend(name, "cuda", dt, *args, naive=True))
         elif backend == "peft":
             reason = peft_unsupported_reason(name, case["hp"])
             if reason:

@@ -9,9 +9,18 @@ from . import _C
 from .registry import info
 
 
-def adapter_linear(name: str, x: torch.Tensor, tensors: dict[str, torch.Tensor], **hp) -> torch.Tensor:
-    """y = adapter(x) for x of shape (..., d_in); gradients reach x and every tensor that requires grad."""
-    return _C.adapter_apply(name, x, tensors, hp)
+def adapter_linear(name: str, x: torch.Tensor, tensors: dict[str, torch.Tensor], *, backend: str = "torch",
+                   **hp) -> torch.Tensor:
+    """y = adapter(x) for x of shape (..., d_in); gradients reach x and every tensor that requires grad.
+    backend: "torch" (LibTorch ops, float32/float64, any device) or "cuda" (cuBLAS + gradguard's fused kernels,
+    float64/float32/bfloat16/float16 on a CUDA device)."""
+    return _C.adapter_apply(name, x, tensors, hp, backend)
+
+
+def cuda_status() -> dict:
+    """{"available": bool, "reason": why not ('' when available), "adapters": names with cuda kernels in this build}."""
+    s = _C.cuda_status()
+    return {"available": not s["unavailable_reason"], "reason": s["unavailable_reason"], "adapters": list(s["adapters"])}
 
 
 class AdapterLinear(nn.Module):

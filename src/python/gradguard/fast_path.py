@@ -1,0 +1,137 @@
+"""``gg.fast_path(model)``: run every PEFT adapter layer of a model through gradguard's own op, which trains every
+parameter of the adapter.
+
+Unsloth-style fast paths read ``lora_A``, ``lora_B`` and ``scaling`` and skip the adapter's own forward, so any
+other parameter (a gate, a magnitude vector) silently gets no gradient. This swap does the opposite: the layer's
+forward becomes one call of the registry adapter's autograd op (backend ``cuda`` — cuBLAS + fused kernels — on GPU
+models, ``torch`` elsewhere) on *views of the layer's own parameters*, so the optimizer, the state dict and
+``gg.check`` see the same nn.Parameters as before, and every one of them gets its gradient from the analytic backward.
+
+Layers the op cannot reproduce exactly are left on PEFT's forward and listed with the reason: adapters gradguard
+does not implement (or has no kernels for on the chosen backend), dropout on the adapter input, merged or disabled
+adapters, several active adapters.
+"""
+from __future__ import annotations
+
+import types
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from . import _C
+from ._table import table
+from .bridge import _hyper_from_layer, _identify, _peft_tensor
+from .registry import info
+
+
+@dataclass
+class FastPathReport:
+    backend: str
+    swapped: list[tuple[str, str]] = field(default_factory=list)  # (module name, registry adapter)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (module name, reason)
+    _restore: list[tuple[nn.Module, object]] = field(default_factory=list, repr=False)
+
+    def undo(self) -> None:
+        """Give every swapped layer its PEFT forward back."""
+        for module, original in self._restore:
+            if original is None:
+                module.__dict__.pop("forward", None)
+            else:
+                module.forward = original
+        self._restore.clear()
+        self.swapped.clear()
+
+    def __str__(self) -> str:
+        rows = [[m, a, "fused"] for m, a in self.swapped] + [[m, "-", f"PEFT forward: {r}"] for m, r in self.skipped]
+        return (f"fast_path ({self.backend}): {len(self.swapped)} layers swapped, {len(self.skipped)} left on PEFT\n"
+                + table(["module", "adapter", "path"], rows))
+
+
+def _default_backend(model: nn.Module) -> str:
+    on_cuda = any(p.is_cuda for p in model.parameters())
+    return "cuda" if on_cuda and not _C.cuda_status()["unavailable_reason"] else "torch"
+
+
+def _why_not(layer: nn.Module, name: str, adapter: str, backend: str) -> str | None:
+    if backend == "cuda" and name not in _C.cuda_status()["adapters"]:
+        return f"{name} has no cuda kernels yet"
+    if getattr(layer, "merged", False):
+        return "the adapter is merged into the base weight"
+    if getattr(layer, "disable_adapters", False):
+        return "adapters are disabled"
+    if len(getattr(layer, "active_adapters", [])) != 1:
+        return f"{len(layer.active_adapters)} active adapters (the fused op runs one)"
+    dropout = getattr(layer, "lora_dropout", {})
+    p = getattr(dropout[adapter], "p", 0.0) if adapter in dropout else 0.0
+    if p:
+        return f"lora_dropout = {p:g}: dropout on the adapter input is not fused (set lora_dropout = 0)"
+    return None
+
+
+def _fused_forward(layer: nn.Module, name: str, adapter: str, hp: dict, backend: str):
+    # Resolved once: the layer's own tensors (nn.Parameters and buffers survive .to()/.cuda(), which change their
+    # data in place) and the shapes the registry wants them in; each call only reshapes (views, autograd-tracked).
+    base = layer.get_base_layer()
+    shapes = _C.tensor_shapes(name, base.in_features, base.out_features, hp)
+    by_name = {}
+    for spec in info(name)["tensors"]:
+        if spec["name"] not in shapes:
+            continue
+        source = _peft_tensor(layer, spec["peft_key"].replace("{adapter}", adapter))
+        if source is not None:
+            by_name[spec["name"]] = (source, tuple(shapes[spec["name"]]))
+    missing = [k for k in shapes if k not in by_name and k != "bias"]
+    if missing:
+        raise _C.InputError(f"argument 'layer': expected PEFT tensors for {missing} of {name}, not found")
+    no_bias = "bias" not in by_name
+
+    def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        weight = by_name["weight"][0]
+        tensors = {k: t.reshape(shape) for k, (t, shape) in by_name.items()}
+        if no_bias:
+            tensors["bias"] = torch.zeros(weight.shape[0], dtype=weight.dtype, device=weight.device)
+        y = _C.adapter_apply(name, x.to(weight.dtype), tensors, hp, backend)
+        return y.to(x.dtype)
+    return forward
+
+
+def fast_path(model: nn.Module, *, backend: str | None = None) -> FastPathReport:
+    """Swap the forward of every PEFT tuner layer whose adapter gradguard implements for gradguard's op (in place);
+    returns what was swapped, what was left on PEFT's forward and why, and ``undo()``."""
+    from .flow import _is_tuner_layer
+
+    backend = backend or _default_backend(model)
+    if backend not in ("torch", "cuda"):
+        raise _C.InputError(f"argument 'backend': expected 'torch' or 'cuda', got '{backend}'")
+    if backend == "cuda" and _C.cuda_status()["unavailable_reason"]:
+        raise _C.InputError(f"argument 'backend': 'cuda' is unavailable here: {_C.cuda_status()['unavailable_reason']}")
+    report = FastPathReport(backend)
+    for mname, layer in model.named_modules():
+        if not _is_tuner_layer(layer) or not hasattr(layer, "get_base_layer"):
+            continue
+        if not isinstance(layer.get_base_layer(), nn.Linear):
+            report.skipped.append((mname, f"base layer {type(layer.get_base_layer()).__name__} (only nn.Linear is fused)"))
+            continue
+        adapters = list(getattr(layer, "active_adapters", []))
+        adapter = adapters[0] if adapters else "default"
+        try:
+            name = _identify(layer, adapter)
+            hp = _C.resolve_hyper(name, layer.get_base_layer().in_features, layer.get_base_layer().out_features,
+                                  _hyper_from_layer(name, layer, adapter))
+        except (_C.InputError, KeyError) as e:
+            report.skipped.append((mname, str(e)))
+            continue
+        reason = _why_not(layer, name, adapter, backend)
+        if reason:
+            report.skipped.append((mname, reason))
+            continue
+        try:
+            fused = _fused_forward(layer, name, adapter, hp, backend)
+        except _C.InputError as e:
+            report.skipped.append((mname, str(e)))
+            continue
+        report._restore.append((layer, layer.__dict__.get("forward")))
+        layer.forward = types.MethodType(fused, layer)
+        report.swapped.append((mname, name))
+    return report
