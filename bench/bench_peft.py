@@ -98,7 +98,12 @@ TARGETS_DOC = {
     "weight_lora_2x_vs_fork": "weight_lora gradguard fwd+bwd >= 2x faster than fork_dense at N=512, d=4096, r=8",
     "weight_lora_overhead_5pct": "weight_lora gradguard fwd+bwd overhead over the base <= 5% at N=512, d=4096, r=8",
     "gradcheck_under_10s": "fast-mode gradcheck of every adapter x {eigen, torch} at d=8, r=2 under 10 s in total",
+    "structured_2x_vs_peft": "LoHa/LoKr structured torch path fwd+bwd >= 2x faster than PEFT's dense-ΔW layer at "
+                             "N=512, d=4096, r=8",
+    "structured_overhead_10pct": "LoHa/LoKr structured torch path fwd+bwd overhead over the base <= 10% at N=512, "
+                                 "d=4096, r=8",
 }
+STRUCTURED = ("loha", "lokr")  # adapters whose PEFT layer forms a dense ΔW and whose torch backend never does
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -372,6 +377,22 @@ def evaluate_targets(results: list[dict], gradcheck: dict, adapters: list[str]) 
         for tid in ("weight_lora_2x_vs_fork", "weight_lora_overhead_5pct"):
             targets.append({"id": tid, "adapter": "weight_lora", "description": TARGETS_DOC[tid], "value": None,
                             "met": None, "where": "not measured (needs weight_lora and the 'target' preset)"})
+    # 4-5. the structured (never dense ΔW) paths of LoHa and LoKr at the target shape
+    for name in STRUCTURED:
+        entry = tgt["adapters"].get(name) if tgt else None
+        if entry is None:
+            for tid in ("structured_2x_vs_peft", "structured_overhead_10pct"):
+                targets.append({"id": tid, "adapter": name, "description": TARGETS_DOC[tid], "value": None,
+                                "met": None, "where": f"not measured (needs {name} and the 'target' preset)"})
+            continue
+        sp = entry["ratios"]["speedup_vs_peft_fwd_bwd"]["median"]
+        ov = entry["overhead_over_base"]["gradguard_fwd_bwd"]
+        targets.append({"id": "structured_2x_vs_peft", "adapter": name, "threshold": ">= 2.0",
+                        "description": TARGETS_DOC["structured_2x_vs_peft"], "value": sp, "met": sp >= 2.0,
+                        "where": f"{tgt['preset']} fwd_bwd"})
+        targets.append({"id": "structured_overhead_10pct", "adapter": name, "threshold": "<= +10%",
+                        "description": TARGETS_DOC["structured_overhead_10pct"], "value": ov, "met": ov <= 0.10,
+                        "where": f"{tgt['preset']} fwd_bwd"})
     full = set(adapters) == set(gg.adapters())
     targets.append({"id": "gradcheck_under_10s", "adapter": None, "description": TARGETS_DOC["gradcheck_under_10s"],
                     "threshold": "< 10 s", "value": gradcheck["total_s"], "met": gradcheck["total_s"] < 10.0,

@@ -110,4 +110,11 @@ Mat<double> make_upstream(const AdapterCase<double>& c, uint64_t seed) {
   return dy;
 }
 
+BackendRun pool_runs(const std::vector<BackendRun>& runs) {
+  BackendRun out;
+  for (const auto& run : runs)
+    for (const auto& [key, values] : run) out[key].insert(out[key].end(), values.begin(), values.end());
+  return out;
+}
+
 }  // namespace gg

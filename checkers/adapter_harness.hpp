@@ -26,6 +26,9 @@ namespace gg {
 // Output and gradients of one backend on one case, flattened to float64: keys "y", "dx", "d <tensor>".
 using BackendRun = std::map<std::string, std::vector<double>>;
 
+// The runs of several seeded cases pooled per key (values appended in order), for budgets over many cases.
+BackendRun pool_runs(const std::vector<BackendRun>& runs);
+
 // The Eigen reference at float64 or float32 (the case is cast), with upstream gradient dy (N, d_out).
 BackendRun run_eigen(const AdapterInfo& info, const AdapterCase<double>& c, const std::string& dtype,
                      const Mat<double>& dy);

@@ -41,7 +41,10 @@ nlohmann::json to_json(const CompareStats& s) {
 nlohmann::json to_json(const AdapterInfo& info) {
   nlohmann::json hyper = nlohmann::json::array();
   for (const auto& h : info.hyper) {
-    const char* kind = h.kind == HyperParamSpec::Kind::integer ? "int" : h.kind == HyperParamSpec::Kind::flag ? "bool" : "float";
+    const char* kind = h.kind == HyperParamSpec::Kind::integer ? "int"
+                       : h.kind == HyperParamSpec::Kind::flag   ? "bool"
+                       : h.kind == HyperParamSpec::Kind::derived ? "derived"
+                                                                 : "float";
     hyper.push_back({{"name", h.name}, {"default", h.default_value}, {"kind", kind}, {"doc", h.doc}});
   }
   nlohmann::json tensors = nlohmann::json::array();

@@ -15,11 +15,15 @@ const AdapterInfo& my_lora_info();
 const AdapterInfo& adalora_info();
 const AdapterInfo& ia3_info();
 const AdapterInfo& loha_info();
+const AdapterInfo& lokr_info();
+const AdapterInfo& vera_info();
+const AdapterInfo& miss_info();
 
 const std::vector<const AdapterInfo*>& registry() {
   static const std::vector<const AdapterInfo*> all = {&lora_info(),    &dora_info(),    &weight_lora_info(),
                                                       &my_lora_info(), &adalora_info(), &ia3_info(),
-                                                      &loha_info()};
+                                                      &loha_info(),    &lokr_info(),
+                                                      &vera_info(),    &miss_info()};
   return all;
 }
 
@@ -81,18 +85,28 @@ HyperParams resolve_hyper(const AdapterInfo& info, const Dims& dims, const Hyper
     hp[spec.name] = spec.default_value;
     known.push_back(spec.name);
   }
+  HyperParams given_derived;
   for (const auto& [key, value] : given) {
     auto it = std::find_if(info.hyper.begin(), info.hyper.end(), [&](const auto& s) { return s.name == key; });
     if (it == info.hyper.end())
       throw InputError(key, "a hyper-parameter of '" + info.name + "': one of [" + join(known) + "]", "unknown name");
     if (!std::isfinite(value)) throw InputError(key, "a finite number", std::to_string(value));
-    if (it->kind == HyperParamSpec::Kind::integer && value != std::floor(value))
+    if ((it->kind == HyperParamSpec::Kind::integer || it->kind == HyperParamSpec::Kind::derived) && value != std::floor(value))
       throw InputError(key, "an integer", std::to_string(value));
     if (it->kind == HyperParamSpec::Kind::flag && value != 0.0 && value != 1.0)
       throw InputError(key, "a flag (0/1, false/true)", std::to_string(value));
-    hp[key] = value;
+    if (it->kind == HyperParamSpec::Kind::derived) given_derived[key] = value;
+    else hp[key] = value;
   }
   if (info.validate) info.validate(dims, hp);
+  if (info.derive) info.derive(dims, hp);
+  // A derived value may travel back in (a resolved dict passed on), but never differ from what the layer implies.
+  for (const auto& [key, value] : given_derived)
+    if (hp.at(key) != value)
+      throw InputError(key, std::to_string(static_cast<int64_t>(hp.at(key))) + " (derived from d_in = " +
+                                std::to_string(dims.d_in) + ", d_out = " + std::to_string(dims.d_out) +
+                                " and the other hyper-parameters; not settable)",
+                       std::to_string(static_cast<int64_t>(value)));
   return hp;
 }
 

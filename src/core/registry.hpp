@@ -20,7 +20,9 @@ struct Dims {
 struct HyperParamSpec {
   std::string name;      // PEFT's config name (r, lora_alpha, use_rslora, ...)
   double default_value;  // PEFT's default
-  enum class Kind { integer, real, flag } kind;
+  // derived: not set by the user but computed from the layer's dims and the other hyper-parameters by
+  // AdapterInfo::derive (PEFT decides it the same way, e.g. whether LoKr factors w1); a given value must equal it.
+  enum class Kind { integer, real, flag, derived } kind;
   std::string doc;
 };
 
@@ -77,6 +79,8 @@ struct AdapterInfo {
   double (*scaling)(const HyperParams&) = nullptr;
   // Adapter-specific checks beyond the generic ones (e.g. rank bounds); throws InputError. Null when there are none.
   void (*validate)(const Dims&, const HyperParams&) = nullptr;
+  // Sets every Kind::derived hyper-parameter from the dims and the others (after validate). Null when there are none.
+  void (*derive)(const Dims&, HyperParams&) = nullptr;
   EigenImpl<double> eigen64;
   EigenImpl<float> eigen32;
   std::vector<BackendSupport> backends;

@@ -15,6 +15,9 @@ const TorchImpl& my_lora_torch();
 const TorchImpl& adalora_torch();
 const TorchImpl& ia3_torch();
 const TorchImpl& loha_torch();
+const TorchImpl& lokr_torch();
+const TorchImpl& vera_torch();
+const TorchImpl& miss_torch();
 
 const TorchImpl& torch_impl(const AdapterInfo& info) {
   // The torch half of the registry: one line per adapter, beside the core table in registry.cpp.
@@ -26,10 +29,17 @@ const TorchImpl& torch_impl(const AdapterInfo& info) {
       {"adalora", &adalora_torch()},
       {"ia3", &ia3_torch()},
       {"loha", &loha_torch()},
+      {"lokr", &lokr_torch()},
+      {"vera", &vera_torch()},
+      {"miss", &miss_torch()},
   };
   auto it = table.find(info.name);
   if (it == table.end()) throw NotImplemented("not implemented: " + info.name + " (torch)");
   return *it->second;
+}
+
+at::Tensor naive_forward(const TorchImpl& impl, const at::Tensor& x, const TorchTensors& t, const HyperParams& hp) {
+  return impl.naive_forward ? impl.naive_forward(x, t, hp) : impl.forward(x, t, hp, nullptr);
 }
 
 const TorchImpl& backend_impl(const AdapterInfo& info, const std::string& backend) {
@@ -188,7 +198,7 @@ at::Tensor adapter_forward_naive(const AdapterInfo& info, const at::Tensor& x, c
                                  const HyperParams& hp) {
   const Dims dims = validate_torch_call(info, x, t, hp, "naive");
   const auto lead = x.sizes().vec();
-  at::Tensor y = torch_impl(info).forward(x.reshape({-1, dims.d_in}), t, hp, nullptr);
+  at::Tensor y = naive_forward(torch_impl(info), x.reshape({-1, dims.d_in}), t, hp);
   std::vector<int64_t> out_shape(lead.begin(), lead.end() - 1);
   out_shape.push_back(dims.d_out);
   return y.reshape(out_shape);

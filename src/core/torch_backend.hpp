@@ -38,7 +38,15 @@ struct TorchImpl {
   // out of the result.
   TorchGrads (*backward)(const at::Tensor& x, const TorchTensors& t, const HyperParams& hp, const at::Tensor& dy,
                          const TorchTensors& saved, const GradRequest& request) = nullptr;
+  // The plain formula (e.g. forming ΔW densely as PEFT does), for adapters whose `forward` is a structured fast path:
+  // the numerics policy's baseline is a *naive* same-precision implementation, and a structured path can be
+  // markedly more accurate than that (LoKr's reshaped Kronecker product), which would hold every dense
+  // implementation (the Eigen reference included) to a budget no plain implementation meets. Null: `forward` is it.
+  at::Tensor (*naive_forward)(const at::Tensor& x, const TorchTensors& t, const HyperParams& hp) = nullptr;
 };
+
+// The naive forward of the numerics policy: `naive_forward` where the adapter has one, else `forward`.
+at::Tensor naive_forward(const TorchImpl& impl, const at::Tensor& x, const TorchTensors& t, const HyperParams& hp);
 
 // A tensor the forward saved, or the recomputation when it did not.
 template <class Recompute>

@@ -34,7 +34,8 @@ py::dict from_hyper(const AdapterInfo& info, const HyperParams& hp) {
   for (const auto& spec : info.hyper) {
     const double v = hp.at(spec.name);
     if (spec.kind == HyperParamSpec::Kind::flag) d[py::str(spec.name)] = v != 0.0;
-    else if (spec.kind == HyperParamSpec::Kind::integer) d[py::str(spec.name)] = static_cast<int64_t>(v);
+    else if (spec.kind == HyperParamSpec::Kind::integer || spec.kind == HyperParamSpec::Kind::derived)
+      d[py::str(spec.name)] = static_cast<int64_t>(v);
     else d[py::str(spec.name)] = v;
   }
   return d;
@@ -226,6 +227,7 @@ PYBIND11_MODULE(_C, m) {
     d["fd_eps"] = tolerance::fd_eps; d["fd_atol"] = tolerance::fd_atol; d["fd_rtol"] = tolerance::fd_rtol;
     d["f64_atol"] = tolerance::f64_atol; d["f64_rtol"] = tolerance::f64_rtol;
     d["k"] = tolerance::low_precision_k; d["atol"] = tolerance::low_precision_atol(dtype);
+    d["cases"] = tolerance::low_precision_cases;
     return d;
   }, py::arg("dtype") = "float32", "The numerics policy of DESIGN.md §4 (checkers/tolerance.hpp).");
 

@@ -32,7 +32,7 @@ TEST_P(Registry, EntryIsComplete) {
     EXPECT_FALSE(t.peft_key.empty()) << t.name;
   }
   EXPECT_TRUE(names.count("weight") && names.count("bias"));
-  const HyperParams hp = resolve_hyper(info, {16, 12}, {});
+  const HyperParams hp = resolve_hyper(info, {16, 12}, rank_hyper(info, 4));  // defaults may not fit 16x12 (MiSS r=64)
   EXPECT_FALSE(info.trainable(hp).empty());
   const Cost f = info.forward_cost(32, {16, 12}, hp), b = info.backward_cost(32, {16, 12}, hp);
   EXPECT_GT(f.flops, 2.0 * 32 * 16 * 12);  // more than the base GEMM alone
@@ -95,7 +95,8 @@ INSTANTIATE_TEST_SUITE_P(All, Registry, ::testing::ValuesIn(adapter_names()));
 
 TEST(RegistryLookup, ListsTheAdaptersInRegistrationOrder) {
   EXPECT_EQ(adapter_names(),
-            (std::vector<std::string>{"lora", "dora", "weight_lora", "my_lora", "adalora", "ia3", "loha"}));
+            (std::vector<std::string>{"lora", "dora", "weight_lora", "my_lora", "adalora", "ia3", "loha", "lokr",
+                                      "vera", "miss"}));
 }
 
 TEST(RegistryLookup, ScalingFollowsPeft) {

@@ -99,10 +99,11 @@ def test_gradcheck_and_targets(report):
     assert g["all_ok"] and _positive_finite(g["total_s"])
     ids = [t["id"] for t in report["targets"]]
     assert ids.count("torch_no_slower_than_peft") == len(gg.adapters())
-    assert {"weight_lora_2x_vs_fork", "weight_lora_overhead_5pct", "gradcheck_under_10s"} <= set(ids)
+    assert {"weight_lora_2x_vs_fork", "weight_lora_overhead_5pct", "gradcheck_under_10s", "structured_2x_vs_peft",
+            "structured_overhead_10pct"} <= set(ids)
     for t in report["targets"]:
         assert t["met"] in (True, False, None)
-        if t["id"].startswith("weight_lora_"):
+        if t["id"].startswith(("weight_lora_", "structured_")):
             assert t["met"] is None  # the target shape is not in the tiny run
         else:
             assert isinstance(t["met"], bool) and _positive_finite(t["value"])

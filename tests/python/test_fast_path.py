@@ -5,16 +5,17 @@ import pytest
 import torch
 
 import gradguard as gg
-from gradguard.bridge import peft_config
+from gradguard.bridge import peft_config, peft_supported
+from gradguard.registry import rank_hp
 from gradguard.models import LLAMA_LINEARS, llama_batch, tiny_llama
 
-ADAPTERS = ["lora", "dora", "weight_lora", "my_lora", "adalora", "ia3", "loha"]
+ADAPTERS = [name for name in gg.adapters() if peft_supported(name)]  # every adapter PEFT can apply
 
 
 def _model(name: str, **extra):
     from peft import get_peft_model
 
-    hp = {"r": 4} if name not in ("ia3", "adalora") else ({"init_r": 4} if name == "adalora" else {})
+    hp = rank_hp(name, 4)
     targets = LLAMA_LINEARS if name != "ia3" else ["k_proj", "v_proj", "down_proj"]
     cfg = peft_config(name, hp, init_weights=False, target_modules=targets, **extra)
     model = get_peft_model(tiny_llama(0), cfg).double()

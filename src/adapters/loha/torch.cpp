@@ -77,10 +77,16 @@ TorchGrads backward(const at::Tensor& x, const TorchTensors& t, const HyperParam
   return g;
 }
 
+// The naive baseline: ΔW = s·(w1a w1b) ⊙ (w2a w2b) formed densely, as PEFT's layer does.
+at::Tensor naive(const at::Tensor& x, const TorchTensors& t, const HyperParams& hp) {
+  const at::Tensor dW = at::mm(t.at("hada_w1_a"), t.at("hada_w1_b")) * at::mm(t.at("hada_w2_a"), t.at("hada_w2_b"));
+  return at::addmm(t.at("bias"), x, (t.at("weight") + dW * loha::scaling(hp)).t());
+}
+
 }  // namespace
 
 const TorchImpl& loha_torch() {
-  static const TorchImpl impl{forward, backward};
+  static const TorchImpl impl{forward, backward, naive};
   return impl;
 }
 

@@ -18,10 +18,11 @@ from .bridge import from_peft
 from .compare import CompareResult, compare
 from .ops import adapter_linear, cuda_status
 from .fast_path import FastPathReport, fast_path
+from .audit_peft import AuditPeftReport, audit_peft
 
 __all__ = [
     "InputError", "adapters", "info", "check", "FlowReport", "Problem", "Note", "gradcheck", "gradcheck_module",
     "GradcheckResult", "compare", "CompareResult", "from_peft", "adapter_linear", "cuda_status", "fast_path",
-    "FastPathReport",
+    "FastPathReport", "audit_peft", "AuditPeftReport",
 ]
 __version__ = "0.1.0"

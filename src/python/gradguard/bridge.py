@@ -99,6 +99,40 @@ def _loha_config(hp: dict, **extra):
     return LoHaConfig(r=hp["r"], alpha=hp["alpha"], rank_dropout=0.0, module_dropout=0.0, **extra)
 
 
+def _lokr_config(hp: dict, **extra):
+    from peft import LoKrConfig
+
+    return LoKrConfig(r=hp["r"], alpha=hp["alpha"], decompose_both=hp["decompose_both"],
+                      decompose_factor=hp["decompose_factor"], rank_dropout=0.0, module_dropout=0.0, **extra)
+
+
+def _vera_config(hp: dict, **extra):
+    from peft import VeraConfig
+
+    return VeraConfig(r=hp["r"], vera_dropout=0.0, **extra)
+
+
+def _vera_layer():
+    """PEFT's vera.Linear takes the model-wide projections (BufferDicts) as arguments: drawn here as VeraModel draws
+    them for a model whose largest layer is this one (torch.Generator(projection_prng_key), A then B)."""
+    from peft.tuners._buffer_dict import BufferDict
+    from peft.tuners.vera import Linear
+    from peft.tuners.vera.model import _kaiming_init
+
+    def make(base: nn.Linear, adapter: str, config, r: int):
+        gen = torch.Generator(device="cpu").manual_seed(config.projection_prng_key)
+        vera_A = BufferDict({adapter: _kaiming_init((r, base.in_features), generator=gen)}, persistent=True)
+        vera_B = BufferDict({adapter: _kaiming_init((base.out_features, r), generator=gen)}, persistent=True)
+        return Linear(base, vera_A, vera_B, adapter, config=config, r=r)
+    return make
+
+
+def _miss_config(hp: dict, **extra):
+    from peft import MissConfig
+
+    return MissConfig(r=hp["r"], miss_dropout=0.0, **extra)
+
+
 def _peft_class(module: str, cls: str):
     def get():
         import importlib
@@ -131,6 +165,13 @@ _PEFT_SIDE: dict[str, _PeftSide] = {
     "loha": _PeftSide(_loha_config, _peft_class("peft.tuners.loha", "Linear"),
                       lambda hp, config: dict(r=hp["r"], alpha=hp["alpha"]),
                       _is(_peft_class("peft.tuners.loha", "Linear")), init_flag="init_weights"),
+    "vera": _PeftSide(_vera_config, _vera_layer, lambda hp, config: dict(r=hp["r"]),
+                      _is(_peft_class("peft.tuners.vera", "Linear")), init_flag="init_weights"),
+    "miss": _PeftSide(_miss_config, _peft_class("peft.tuners.miss", "MissLinear"), lambda hp, config: dict(r=hp["r"]),
+                      _is(_peft_class("peft.tuners.miss", "MissLinear")), init_flag="init_weights"),
+    "lokr": _PeftSide(_lokr_config, _peft_class("peft.tuners.lokr", "Linear"),
+                      lambda hp, config: dict(r=hp["r"], alpha=hp["alpha"]),
+                      _is(_peft_class("peft.tuners.lokr", "Linear")), init_flag="init_weights"),
 }
 
 
@@ -170,6 +211,19 @@ def make_peft_layer(name: str, base: nn.Linear, hp: dict, adapter: str = "defaul
     return side.layer()(base, adapter, config=config, **side.layer_kwargs(hp, config))
 
 
+def fit(t: torch.Tensor, shape) -> torch.Tensor:
+    """A PEFT tensor as the registry's shape: a reshape when the sizes agree, else the leading block of a larger
+    shared tensor of the same rank (VeRA's model-wide projections, which each layer slices as [:r, :d_in] and
+    [:d_out, :r]). A view either way: gradients and in-place copies reach the PEFT tensor."""
+    shape = tuple(shape)
+    if t.numel() == math.prod(shape):
+        return t.reshape(shape)
+    if t.dim() == len(shape) and all(have >= want for have, want in zip(t.shape, shape)):
+        return t[tuple(slice(0, want) for want in shape)]
+    raise _C.InputError(f"argument 'layer': expected a PEFT tensor of shape {list(shape)} (or a larger shared one to "
+                        f"slice), got {list(t.shape)}")
+
+
 def _peft_tensor(layer: nn.Module, key: str) -> torch.Tensor | None:
     state = dict(layer.named_parameters())
     state.update(dict(layer.named_buffers()))
@@ -197,7 +251,8 @@ def _identify(layer: nn.Module, adapter: str) -> str:
 
 
 def _rank(layer: nn.Module, adapter: str) -> int:
-    return int(layer.r[adapter])
+    ranks = getattr(layer, "miss_r", None) or layer.r  # MiSS keeps its block width as miss_r
+    return int(ranks[adapter])
 
 
 def _adalora_rank(layer: nn.Module, adapter: str) -> int:
@@ -226,6 +281,30 @@ def _use_rslora(layer: nn.Module, adapter: str) -> bool:
     return r != 1 and math.isclose(scaling, alpha / math.sqrt(r), rel_tol=1e-12)
 
 
+def _lokr_decompose_both(layer: nn.Module, adapter: str) -> bool:
+    # The layer keeps no flag: a factored w1 means decompose_both was set. An unfactored one means either it was not
+    # or r was too large for it to matter; both give the same tensors, so False stands for both.
+    return adapter in getattr(layer, "lokr_w1_a", {})
+
+
+def _lokr_decompose_factor(layer: nn.Module, adapter: str) -> int:
+    # The layer keeps no factor either: find the one that reproduces its Kronecker sides (default -1 first).
+    base = layer.get_base_layer()
+    w1 = layer.lokr_w1[adapter] if adapter in layer.lokr_w1 else layer.lokr_w1_a[adapter] @ layer.lokr_w1_b[adapter]
+    a, c = w1.shape
+    candidates = [-1] + sorted({a, c, base.out_features // a, base.in_features // c})
+    for f in candidates:
+        hp = _C.resolve_hyper("lokr", base.in_features, base.out_features,
+                              {"r": _rank(layer, adapter), "decompose_factor": f,
+                               "decompose_both": _lokr_decompose_both(layer, adapter)})
+        shapes = _C.tensor_shapes("lokr", base.in_features, base.out_features, hp)
+        w1_shape = shapes["lokr_w1"] if "lokr_w1" in shapes else [shapes["lokr_w1_a"][0], shapes["lokr_w1_b"][1]]
+        if list(w1_shape) == [a, c]:
+            return f
+    raise _C.InputError(f"argument 'layer': expected LoKr sides that a decompose_factor reproduces, got w1 {a}x{c} "
+                        f"for a {base.out_features}x{base.in_features} base weight")
+
+
 # How each registry hyper-parameter is read off a live PEFT layer, by name: one line per name, shared by every adapter
 # that has it (an adapter's hyper-parameters are the registry's, so nothing here is per adapter).
 _HYPER_FROM_LAYER: dict[str, Callable[[nn.Module, str], object]] = {
@@ -237,12 +316,16 @@ _HYPER_FROM_LAYER: dict[str, Callable[[nn.Module, str], object]] = {
     "lora_bias": lambda layer, a: bool(getattr(layer, "lora_bias", {}).get(a, False)),
     "exact_gradient": lambda layer, a: False,  # PEFT's semantics: DoRA's weight norm is detached
     "is_feedforward": lambda layer, a: bool(layer.is_feedforward),
+    "decompose_both": _lokr_decompose_both,
+    "decompose_factor": _lokr_decompose_factor,
 }
 
 
 def _hyper_from_layer(name: str, layer: nn.Module, adapter: str) -> dict:
     hp = {}
     for h in info(name)["hyper"]:
+        if h["kind"] == "derived":  # implied by the layer's dims and the rest; resolve_hyper recomputes it
+            continue
         read = _HYPER_FROM_LAYER.get(h["name"])
         if read is None:
             raise NotImplementedError(f"gradguard.bridge: no reader for hyper-parameter '{h['name']}' of {name} "
@@ -263,21 +346,30 @@ def from_peft(layer: nn.Module, adapter: str | None = None) -> tuple[str, dict, 
     return name, hp, {k: v.detach() for k, v in layer_tensors(layer, adapter, name, hp).items()}
 
 
-def layer_tensors(layer: nn.Module, adapter: str, name: str, hp: dict) -> dict[str, torch.Tensor]:
-    """The registry tensors of a live PEFT layer as views of its own parameters (not detached: gradients reach the
-    layer's nn.Parameters through them); the base bias is zeros when the base layer has none."""
+def layer_sources(layer: nn.Module, adapter: str, name: str, hp: dict) -> dict[str, tuple[torch.Tensor, tuple]]:
+    """{registry name: (the PEFT layer's own tensor, the registry's shape for it)} for every present tensor; the base
+    bias is absent when the base layer has none. InputError when another tensor is missing."""
     base = layer.get_base_layer()
     shapes = _C.tensor_shapes(name, base.in_features, base.out_features, hp)
-    tensors = {}
+    out = {}
     for spec in info(name)["tensors"]:
         if spec["name"] not in shapes:
             continue
         t = _peft_tensor(layer, spec["peft_key"].replace("{adapter}", adapter))
-        if t is None and spec["name"] == "bias":
-            t = torch.zeros(base.out_features, dtype=base.weight.dtype, device=base.weight.device)
-        if t is None:
+        if t is None and spec["name"] != "bias":
             raise _C.InputError(f"argument 'layer': expected PEFT tensor '{spec['peft_key']}' for {name}, not found")
-        tensors[spec["name"]] = t.reshape(shapes[spec["name"]])
+        if t is not None:
+            out[spec["name"]] = (t, tuple(shapes[spec["name"]]))
+    return out
+
+
+def layer_tensors(layer: nn.Module, adapter: str, name: str, hp: dict) -> dict[str, torch.Tensor]:
+    """The registry tensors of a live PEFT layer as views of its own parameters (not detached: gradients reach the
+    layer's nn.Parameters through them); the base bias is zeros when the base layer has none."""
+    tensors = {k: fit(t, shape) for k, (t, shape) in layer_sources(layer, adapter, name, hp).items()}
+    if "bias" not in tensors:
+        w = tensors["weight"]
+        tensors["bias"] = torch.zeros(w.shape[0], dtype=w.dtype, device=w.device)
     return tensors
 
 
@@ -292,4 +384,4 @@ def load_into_peft(layer: nn.Module, tensors: dict[str, torch.Tensor], adapter: 
             t = _peft_tensor(layer, spec["peft_key"].replace("{adapter}", adapter))
             if t is None:
                 raise _C.InputError(f"argument 'layer': the PEFT layer has no '{spec['peft_key']}' for {spec['name']}")
-            t.copy_(tensors[spec["name"]].reshape(t.shape))
+            fit(t, tensors[spec["name"]].shape).copy_(tensors[spec["name"]])

@@ -125,6 +125,22 @@ def cmd_audit(args) -> int:
     return EXIT_OK if report["ok"] else EXIT_PROBLEMS
 
 
+def cmd_audit_peft(args) -> int:
+    from .atomic import write_json, write_text
+    from .audit_peft import audit_peft
+
+    def split(v):
+        return [n.strip() for n in v.split(",") if n.strip()] if v else None
+    quiet = args.json or not sys.stderr.isatty()
+    report = audit_peft(split(args.tuners), split(args.layers),
+                        progress=None if quiet else (lambda m: print(m, file=sys.stderr, flush=True)))
+    out = Path(args.out)
+    write_json(out / "audit-peft.json", report.to_json())
+    write_text(out / "audit-peft.md", report.to_markdown())
+    _emit(report.to_json(), args.json, str(report) + f"\nreports: {out / 'audit-peft.json'}  {out / 'audit-peft.md'}")
+    return EXIT_OK if report.ok else EXIT_PROBLEMS
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="gradguard", description="Prove parameter-efficient fine-tuning adapters correct and fast.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -134,6 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--adapters", help="comma-separated subset of the registry (default: all)")
     a.add_argument("--json", action="store_true", help="print report.json instead of the summary table")
     a.set_defaults(func=cmd_audit)
+
+    ap_ = sub.add_parser("audit-peft", help="gradguard's checkers on every tuner of the installed PEFT x layer type")
+    ap_.add_argument("--tuners", help="comma-separated PEFT types, e.g. LORA,LOKR (default: all)")
+    ap_.add_argument("--layers", help="comma-separated layer types: Linear,Conv1d,Conv2d,Embedding,Conv1D (default: all)")
+    ap_.add_argument("--out", default="reports/latest", help="report folder (default: reports/latest)")
+    ap_.add_argument("--json", action="store_true", help="print the JSON report instead of the summary table")
+    ap_.set_defaults(func=cmd_audit_peft)
 
     g = sub.add_parser("gradcheck", help="finite differences (float64) against one adapter's analytic backward")
     g.add_argument("adapter")

@@ -1,5 +1,5 @@
-"""Cross-implementation numerics (DESIGN.md §4): the Eigen float64 reference against eigen/torch at float64 and a
-low precision, and against PEFT's own live layer, on one seeded non-degenerate case.
+"""Cross-implementation numerics (DESIGN.md §4): the Eigen float64 reference against eigen/torch/cuda at float64 and
+low precision, and against PEFT's own live layer, on seeded non-degenerate cases (the policy's number, pooled).
 
 float64 runs must agree with the reference to the float64 policy (a few hundred ulps); low-precision runs are held
 to k × the error of a naive same-precision torch implementation (autograd through the composite forward) + atol.
@@ -69,21 +69,32 @@ def _run_peft(name: str, case: dict, dtype: torch.dtype) -> dict[str, torch.Tens
     return out
 
 
+def _pooled(cases: list[dict], run) -> dict[str, torch.Tensor]:
+    """run(case) -> {key: tensor} over every case, each key's values flattened and concatenated in case order."""
+    outs = [run(c) for c in cases]
+    return {k: torch.cat([o[k].reshape(-1).double() for o in outs]) for k in outs[0]}
+
+
 def compare(name: str, *, backends=BACKENDS, dtype: str = "float32", d_in: int = 11, d_out: int = 7,
             n_rows: int = 5, seed: int = 0, **hp) -> CompareResult:
-    """Compare every requested backend with the Eigen float64 reference on one seeded case (x, dy, tensors)."""
+    """Compare every requested backend with the Eigen float64 reference on the seeded cases seed, seed+1, ...
+    (the policy's number of cases, pooled: a tensor's max error is taken over all of them)."""
     for b in backends:
         if b not in BACKENDS:
             raise _C.InputError(f"argument 'backends': expected a subset of {list(BACKENDS)}, got '{b}'")
     if dtype not in ("float32",):
-        raise _C.InputError(f"argument 'dtype': expected 'float32' (the low precision the CPU backends offer; "
-                            f"bf16/fp16 arrive with the CUDA kernels), got '{dtype}'")
+        raise _C.InputError(f"argument 'dtype': expected 'float32' (the low precision of the CPU backends; the "
+                            f"cuda backend adds bfloat16 and float16 by itself), got '{dtype}'")
     hp = {**rank_hp(name, min(3, d_in, d_out)), **hp}
-    case = _C.make_case(name, d_in, d_out, n_rows, seed, hp)
-    args = (case["x"], case["tensors"], case["dy"], case["hp"])
-    ref = _C.run_backend(name, "eigen", "float64", *args)
-    naive = _C.run_backend(name, "torch", dtype, *args, naive=True)
     p64, plow = _C.policy("float64"), _C.policy(dtype)
+    cases = [_C.make_case(name, d_in, d_out, n_rows, seed + i, hp) for i in range(plow["cases"])]
+    case = cases[0]
+
+    def backend_run(backend: str, dt: str, naive: bool = False):
+        return _pooled(cases, lambda c: _C.run_backend(name, backend, dt, c["x"], c["tensors"], c["dy"], c["hp"],
+                                                       naive=naive))
+    ref = backend_run("eigen", "float64")
+    naive = backend_run("torch", dtype, naive=True)
     rows, skipped, notes = [], [], []
 
     # A known deviation of PEFT's own layer from the exact maths, declared in the registry with its reason (LoHa's
@@ -107,25 +118,24 @@ def compare(name: str, *, backends=BACKENDS, dtype: str = "float32", d_in: int =
     for backend in backends:
         if backend in ("eigen", "torch"):
             for dt in ("float64", dtype):
-                add(backend, dt, _C.run_backend(name, backend, dt, *args))
+                add(backend, dt, backend_run(backend, dt))
         elif backend == "cuda":
             status = _C.cuda_status()
             if status["unavailable_reason"] or name not in status["adapters"]:
                 reason = status["unavailable_reason"] or f"no cuda kernels for {name} yet"
                 skipped.append({"backend": "cuda", "dtype": "*", "reason": reason})
                 continue
-            add("cuda", "float64", _C.run_backend(name, "cuda", "float64", *args))
+            add("cuda", "float64", backend_run("cuda", "float64"))
             # Each low precision is held to k × the error of the naive same-precision run on the same device.
             for dt in CUDA_LOW_PRECISIONS:
-                add("cuda", dt, _C.run_backend(name, "cuda", dt, *args),
-                    _C.run_backend(name, "cuda", dt, *args, naive=True))
+                add("cuda", dt, backend_run("cuda", dt), backend_run("cuda", dt, naive=True))
         elif backend == "peft":
             reason = peft_unsupported_reason(name, case["hp"])
             if reason:
                 skipped.append({"backend": "peft", "dtype": "*", "reason": reason})
                 continue
             for dt, tdt in (("float64", torch.float64), (dtype, torch.float32)):
-                add("peft", dt, {k: v.double() for k, v in _run_peft(name, case, tdt).items()})
+                add("peft", dt, _pooled(cases, lambda c: _run_peft(name, c, tdt)))
     if "exact_gradient" in case["hp"]:
         notes.append("dora: checked with exact_gradient=%s (%s)" % (
             case["hp"]["exact_gradient"], "PEFT's detached weight norm" if not case["hp"]["exact_gradient"] else "the true gradient"))

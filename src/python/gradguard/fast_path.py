@@ -21,8 +21,7 @@ from torch import nn
 
 from . import _C
 from ._table import table
-from .bridge import _hyper_from_layer, _identify, _peft_tensor
-from .registry import info
+from .bridge import _hyper_from_layer, _identify, fit, layer_sources
 
 
 @dataclass
@@ -72,23 +71,12 @@ def _why_not(layer: nn.Module, name: str, adapter: str, backend: str) -> str | N
 def _fused_forward(layer: nn.Module, name: str, adapter: str, hp: dict, backend: str):
     # Resolved once: the layer's own tensors (nn.Parameters and buffers survive .to()/.cuda(), which change their
     # data in place) and the shapes the registry wants them in; each call only reshapes (views, autograd-tracked).
-    base = layer.get_base_layer()
-    shapes = _C.tensor_shapes(name, base.in_features, base.out_features, hp)
-    by_name = {}
-    for spec in info(name)["tensors"]:
-        if spec["name"] not in shapes:
-            continue
-        source = _peft_tensor(layer, spec["peft_key"].replace("{adapter}", adapter))
-        if source is not None:
-            by_name[spec["name"]] = (source, tuple(shapes[spec["name"]]))
-    missing = [k for k in shapes if k not in by_name and k != "bias"]
-    if missing:
-        raise _C.InputError(f"argument 'layer': expected PEFT tensors for {missing} of {name}, not found")
+    by_name = layer_sources(layer, adapter, name, hp)
     no_bias = "bias" not in by_name
 
     def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         weight = by_name["weight"][0]
-        tensors = {k: t.reshape(shape) for k, (t, shape) in by_name.items()}
+        tensors = {k: fit(t, shape) for k, (t, shape) in by_name.items()}
         if no_bias:
             tensors["bias"] = torch.zeros(weight.shape[0], dtype=weight.dtype, device=weight.device)
         y = _C.adapter_apply(name, x.to(weight.dtype), tensors, hp, backend)

@@ -1,0 +1,421 @@
+"""``gradguard audit-peft`` / ``gg.audit_peft()``: gradguard's checkers pointed at the installed PEFT itself.
+
+For every tuner PEFT registers (``PEFT_TYPE_TO_CONFIG_MAPPING``) × every layer type (Linear, Conv1d, Conv2d,
+Embedding, HF's GPT-2 ``Conv1D``) × a few seeded configurations, PEFT's own adapter is injected around a small base
+layer (``peft.inject_adapter_in_model``, every factor non-zero via the tuner's own init switch, dropout 0), then:
+
+  gradcheck   ``gg.gradcheck_module`` in float64 over the input and every trainable parameter, fast and full;
+  identities  merged forward == unmerged forward, unmerge restores the base weight, disabled adapter == base;
+  flow        ``gg.check`` on the layer: every trainable parameter gets a finite, non-zero gradient;
+  numerics    for tuners gradguard implements: PEFT's float64 output and gradients against gradguard's float64
+              reference (``gg.compare``), at the strict float64 policy.
+
+A failure becomes a *finding* only when a second, independent way confirms it (gradcheck: the full Jacobian again with
+a 4-point stencil and a smaller step; identities and flow: a second seed; numerics: a second seed), so nothing
+reported is finite-difference noise or a harness artefact. Unconfirmed failures are listed as such. Tuners or layer
+types PEFT cannot build here (prompt-learning methods, missing packages, unsupported layer types) are listed as
+skipped with PEFT's own reason — never silently absent.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from . import _C
+from ._table import table
+from .gradcheck import gradcheck_module
+
+# Layer types: (constructor, input maker). Small, with convolutions larger than the kernel and strided/padded.
+def _conv1d_gpt2():
+    from transformers.pytorch_utils import Conv1D
+
+    return Conv1D(5, 6)  # nf = out features, nx = in features
+
+
+LAYERS = {
+    "Linear": (lambda: nn.Linear(6, 5), lambda g: torch.randn(2, 6, generator=g)),
+    "Conv1d": (lambda: nn.Conv1d(4, 6, 3, stride=2, padding=1), lambda g: torch.randn(2, 4, 7, generator=g)),
+    "Conv2d": (lambda: nn.Conv2d(4, 6, 3, stride=2, padding=1), lambda g: torch.randn(1, 4, 5, 5, generator=g)),
+    "Embedding": (lambda: nn.Embedding(11, 6), lambda g: torch.randint(0, 11, (2, 3), generator=g)),
+    "Conv1D": (_conv1d_gpt2, lambda g: torch.randn(2, 6, generator=g)),
+}
+
+# Non-default options worth auditing, per tuner (config field -> value); every tuner also runs its defaults.
+VARIANTS: dict[str, list[dict]] = {
+    "LORA": [{"use_dora": True}, {"use_rslora": True}],
+    "IA3": [{"feedforward_modules": ["target"]}],
+    "LOKR": [{"decompose_both": True}],
+    "OFT": [{"use_cayley_neumann": False}],
+    "BOFT": [{"boft_n_butterfly_factor": 2}],
+}
+
+# Per-tuner settings the small audit layers need (sizes that must divide the layer's dims, counts bounded by them);
+# the tuner's defaults otherwise.
+TUNER_OPTIONS: dict[str, dict] = {
+    "BOFT": {"boft_block_size": 2},
+    "OFT": {"oft_block_size": 0},  # the block size follows from r (PEFT takes one or the other)
+    "C3A": {"block_size": 1},
+    "FOURIERFT": {"n_frequency": 8},
+    "WAVEFT": {"n_frequency": 8},
+    "VBLORA": {"vector_length": 1, "num_vectors": 16},
+    "SUPERTUNING": {"sparsity": 0.5},
+}
+
+# Config fields set for every tuner where they exist: a small rank, no dropout, and the init switch that makes
+# every factor non-zero (so every gradient term is exercised).
+_RANK_FIELDS = ("r",)
+_INIT_FIELDS = ("init_lora_weights", "init_ia3_weights", "init_weights")
+
+
+# Findings PEFT documents as deliberate, with the reason: still reported (the gradient is not the true one), marked.
+KNOWN = [
+    (lambda tuner, variant, tensor: tuner == "IA3" and tensor == "unmerge restores W",
+     "documented: PEFT warns that (IA)^3's unmerge can be inaccurate (it divides by l + 1e-8)"),
+    (lambda tuner, variant, tensor: tuner == "OSF" and tensor == "unmerge restores W",
+     "documented: PEFT's OSF warns that it does not support unmerging (the merge modifies W permanently)"),
+    (lambda tuner, variant, tensor: tuner == "LORA" and variant.get("use_dora") and "lora_" in tensor,
+     "deliberate: PEFT's DoRA treats the weight norm as a constant (paper §4.3), so lora_A/lora_B get the gradient "
+     "of that approximation; gradguard's dora offers both (exact_gradient)"),
+]
+
+
+def _known(tuner: str, variant: dict, tensor: str) -> str:
+    return next((why for match, why in KNOWN if match(tuner, variant, tensor)), "")
+
+
+@dataclass
+class Finding:
+    tuner: str
+    layer: str
+    check: str
+    tensor: str
+    max_abs_err: float
+    detail: str
+    repro: str
+    confirmed_by: str
+    known: str = ""  # why, when PEFT documents the deviation as deliberate
+
+    def to_json(self) -> dict:
+        return self.__dict__.copy()
+
+
+@dataclass
+class AuditPeftReport:
+    peft_version: str
+    findings: list[Finding] = field(default_factory=list)
+    unconfirmed: list[dict] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)   # tuner, layer, reason
+    audited: list[dict] = field(default_factory=list)   # tuner, layer, variant, checks run
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+    def to_json(self) -> dict:
+        return {"peft_version": self.peft_version, "ok": self.ok, "seconds": self.seconds,
+                "findings": [f.to_json() for f in self.findings], "unconfirmed": self.unconfirmed,
+                "skipped": self.skipped, "audited": self.audited}
+
+    def to_markdown(self) -> str:
+        lines = [f"# gradguard audit of PEFT {self.peft_version}", "",
+                 f"{len(self.audited)} tuner × layer × configuration combinations audited in {self.seconds:.0f} s; "
+                 f"{len(self.findings)} confirmed findings, {len(self.unconfirmed)} unconfirmed failures, "
+                 f"{len(self.skipped)} skipped.", "", "## Findings", ""]
+        if not self.findings:
+            lines.append("none")
+        for f in self.findings:
+            lines += [f"### {f.tuner} / {f.layer}: {f.check} — {f.tensor}", "", f"{f.detail} (max abs err "
+                      f"{f.max_abs_err:.3g}; confirmed by {f.confirmed_by})", "", "```python", f.repro, "```", ""]
+        lines += ["", "## Skipped", "", "| tuner | layer | reason |", "|---|---|---|"]
+        lines += [f"| {s['tuner']} | {s['layer']} | {s['reason']} |" for s in self.skipped]
+        return "\n".join(lines) + "\n"
+
+    def __str__(self) -> str:
+        rows = [[f.tuner, f.layer, f.check, f.tensor, f"{f.max_abs_err:.3g}", f.detail[:70]] for f in self.findings]
+        head = (f"audit-peft (peft {self.peft_version}): {len(self.audited)} audited, {len(self.findings)} findings, "
+                f"{len(self.unconfirmed)} unconfirmed, {len(self.skipped)} skipped, {self.seconds:.0f} s")
+        return head + ("\n" + table(["tuner", "layer", "check", "tensor", "max_abs", "detail"], rows) if rows else "")
+
+
+class _Host(nn.Module):
+    """The base layer under the name PEFT targets."""
+
+    def __init__(self, layer: nn.Module):
+        super().__init__()
+        self.target = layer
+
+    def forward(self, x):
+        return self.target(x)
+
+
+def _tuners() -> dict[str, type]:
+    from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
+
+    return {str(getattr(k, "value", k)): v for k, v in PEFT_TYPE_TO_CONFIG_MAPPING.items()}
+
+
+def _config(cls: type, variant: dict, init_nonzero: bool = True, tuner: str = ""):
+    fields = getattr(cls, "__dataclass_fields__", {})
+    kw = {"target_modules": ["target"]}
+    if "r" in fields:
+        kw["r"] = 2
+    for name, f in fields.items():
+        if "dropout" in name and isinstance(f.default, float):
+            kw[name] = 0.0
+    if "feedforward_modules" in fields:
+        kw["feedforward_modules"] = []  # IA3's output form; the feed-forward form is a variant
+    if init_nonzero:
+        for name in _INIT_FIELDS:
+            if name in fields:
+                kw[name] = False
+                break
+    kw.update(TUNER_OPTIONS.get(tuner, {}))
+    kw.update(variant)
+    return kw
+
+
+def _build(cls: type, kw: dict, layer_name: str, seed: int):
+    from peft import inject_adapter_in_model
+
+    torch.manual_seed(seed)
+    make_layer, make_input = LAYERS[layer_name]
+    host = _Host(make_layer()).double()
+    base = copy.deepcopy(host)
+    try:
+        model = inject_adapter_in_model(cls(**kw), host)
+    except ValueError as e:  # tuners with model-wide shared state (VeRA, ...) need the PeftModel wrapper
+        if "get_peft_model" not in str(e):
+            raise
+        from peft import get_peft_model
+
+        model = get_peft_model(host, cls(**kw))
+    model.double().eval()  # stochastic training-mode paths (PVeRA's sampling, dropouts) off: checks need a function
+    base.eval()
+    x = make_input(torch.Generator().manual_seed(seed))
+    if x.is_floating_point():
+        x = x.double()
+    return base, model, x
+
+
+def _tuner_layer(model: nn.Module):
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    return next(m for m in model.modules() if isinstance(m, BaseTunerLayer))
+
+
+def _repro(cls: type, kw: dict, layer_name: str, seed: int, check: str) -> str:
+    layer_src = {"Linear": "nn.Linear(6, 5)", "Conv1d": "nn.Conv1d(4, 6, 3, stride=2, padding=1)",
+                 "Conv2d": "nn.Conv2d(4, 6, 3, stride=2, padding=1)", "Embedding": "nn.Embedding(11, 6)",
+                 "Conv1D": "transformers.pytorch_utils.Conv1D(5, 6)"}[layer_name]
+    return "\n".join([
+        "import torch, transformers; from torch import nn; import gradguard as gg",
+        f"from peft import {cls.__name__}, inject_adapter_in_model",
+        "from gradguard.audit_peft import _Host, LAYERS",
+        f"torch.manual_seed({seed}); host = _Host({layer_src}).double()",
+        f"model = inject_adapter_in_model({cls.__name__}(**{kw!r}), host).double()",
+        f"x = LAYERS[{layer_name!r}][1](torch.Generator().manual_seed({seed}))",
+        "x = x.double() if x.is_floating_point() else x",
+        f"# check: {check}",
+        "print(gg.gradcheck_module(model, x, mode='full'))" if check == "gradcheck" else "print(gg.check(model, x))",
+    ])
+
+
+def _gradcheck(model, x) -> list[dict]:
+    """Failing tensors after fast and full mode (empty when both pass)."""
+    bad = {}
+    for mode in ("fast", "full"):
+        res = gradcheck_module(model, x, mode=mode)
+        for t in res.failing():
+            bad.setdefault(t["name"], {**t, "mode": mode})
+    return list(bad.values())
+
+
+def _confirm_gradcheck(model, x, name: str) -> bool:
+    # A second way: the full Jacobian with the 4-point stencil and a 10x smaller step.
+    res = gradcheck_module(model, x, mode="full", four_point=True, eps=1e-7)
+    return any(t["name"] == name and not t["ok"] for t in res.tensors)
+
+
+def _identities(base, model, x) -> list[tuple[str, float, str]]:
+    """(identity, max abs err, detail) for each identity that fails."""
+    out = []
+    layer = _tuner_layer(model)
+    tol = lambda ref: 1e-9 * max(1.0, float(ref.abs().max()))  # noqa: E731  (float64 policy, scaled)
+    with torch.no_grad():
+        y0 = base(x)
+        y = model(x)
+        w0 = layer.get_base_layer().weight.detach().clone()
+        layer.enable_adapters(False)  # before any merge, so a merge defect cannot show up here too
+        yd = model(x)
+        layer.enable_adapters(True)
+        if (yd - y0).abs().max() > tol(y0):
+            out.append(("disabled == base", float((yd - y0).abs().max()), "the disabled adapter still changes output"))
+        if not hasattr(layer, "merge"):
+            return out
+        layer.merge()
+        ym = model(x)
+        if (ym - y).abs().max() > tol(y):
+            out.append(("merged == unmerged", float((ym - y).abs().max()), "merging changes the layer's output"))
+        layer.unmerge()
+        w1 = layer.get_base_layer().weight
+        if (w1 - w0).abs().max() > tol(w0):
+            out.append(("unmerge restores W", float((w1 - w0).abs().max()), "merge then unmerge does not restore W"))
+    return out
+
+
+def _flow(model, x) -> list[tuple[str, str]]:
+    from .flow import check
+
+    model.train(False)
+    report = check(model, x, loss_fn=lambda out: (out.float() if isinstance(out, torch.Tensor) else out[0]).pow(2).mean())
+    return [(p.param, f"{p.kind}: {p.cause}") for p in report.problems]
+
+
+def audit_peft(tuners: list[str] | None = None, layers: list[str] | None = None, progress=None) -> AuditPeftReport:
+    """Audit the installed PEFT (see the module docstring). ``tuners``: PEFT type names (e.g. ["LORA", "LOKR"]),
+    default all; ``layers``: layer type names from LAYERS, default all."""
+    import peft
+
+    t0 = time.time()
+    report = AuditPeftReport(peft.__version__)
+    all_tuners = _tuners()
+    for name in tuners or []:
+        if name not in all_tuners:
+            raise _C.InputError(f"argument 'tuners': expected names from {sorted(all_tuners)}, got '{name}'")
+    for name in layers or []:
+        if name not in LAYERS:
+            raise _C.InputError(f"argument 'layers': expected names from {sorted(LAYERS)}, got '{name}'")
+    names = tuners or sorted(all_tuners)
+    for i, tname in enumerate(names):
+        cls = all_tuners[tname]
+        if progress:
+            progress(f"[{i + 1}/{len(names)}] {tname}")
+        try:
+            if cls().is_prompt_learning:
+                report.skipped.append({"tuner": tname, "layer": "*", "reason": "prompt-learning method: no layer to wrap"})
+                continue
+        except Exception as e:  # noqa: BLE001 — a config that cannot even be built is reported, not raised
+            report.skipped.append({"tuner": tname, "layer": "*", "reason": f"config: {_first_line(e)}"})
+            continue
+        for lname in layers or list(LAYERS):
+            for variant in [{}] + VARIANTS.get(tname, []):
+                _audit_one(report, tname, cls, lname, variant)
+        if layers is None or "Linear" in layers:
+            _numerics(report, tname)
+    report.seconds = time.time() - t0
+    return report
+
+
+def _first_line(e: BaseException) -> str:
+    return f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"[:200]
+
+
+def _audit_one(report: AuditPeftReport, tname: str, cls: type, lname: str, variant: dict) -> None:
+    kw = _config(cls, variant, tuner=tname)
+    seed = _SEEDS[0]
+    try:
+        base, model, x = _build(cls, kw, lname, seed)
+        model(x)
+    except Exception as e:  # noqa: BLE001 — PEFT's own refusal, reported with its reason
+        report.skipped.append({"tuner": tname, "layer": lname, "variant": variant, "reason": _first_line(e)})
+        return
+    entry = {"tuner": tname, "layer": lname, "variant": variant, "checks": []}
+    report.audited.append(entry)
+
+    def finding(check, tensor, err, detail, confirmed_by):
+        report.findings.append(Finding(tname, lname, check, tensor, err, detail, _repro(cls, kw, lname, seed, check),
+                                       confirmed_by, _known(tname, variant, tensor)))
+
+    for check in (_check_gradcheck, _check_identities, _check_flow):
+        entry["checks"].append(check.__name__.removeprefix("_check_"))
+        try:
+            check(report, tname, cls, kw, lname, variant, base, model, x, finding)
+        except Exception as e:  # noqa: BLE001 — a check PEFT's layer cannot undergo is listed with the reason
+            report.skipped.append({"tuner": tname, "layer": lname, "variant": variant,
+                                   "reason": f"{entry['checks'][-1]} could not run: {_first_line(e)}"})
+            entry["checks"][-1] += " (not run)"
+
+
+_SEEDS = (0, 1)  # the audited seed and the confirming one
+
+
+def _check_gradcheck(report, tname, cls, kw, lname, variant, base, model, x, finding):
+    with torch.no_grad():
+        if not torch.equal(model(x), model(x)):
+            raise RuntimeError("the forward is not deterministic in eval mode; finite differences need a function")
+    for t in _gradcheck(model, x):
+        detail = (f"analytic gradient disagrees with central finite differences ({t['mode']} mode, worst "
+                  f"{t.get('worst', '?')}, budget {t['budget_used']:.3g})")
+        if _confirm_gradcheck(model, x, t["name"]):
+            finding("gradcheck", t["name"], t["max_abs_err"], detail + _variant_str(variant),
+                    "full Jacobian, 4-point stencil, eps 1e-7")
+        else:
+            report.unconfirmed.append({"tuner": tname, "layer": lname, "check": "gradcheck", "tensor": t["name"],
+                                       "detail": detail})
+
+
+def _check_identities(report, tname, cls, kw, lname, variant, base, model, x, finding):
+    for ident, err, detail in _identities(base, model, x):
+        base2, model2, x2 = _build(cls, kw, lname, _SEEDS[1])
+        if ident in {name for name, _, _ in _identities(base2, model2, x2)}:
+            finding("identities", ident, err, detail + _variant_str(variant), f"seed {_SEEDS[1]}")
+        else:
+            report.unconfirmed.append({"tuner": tname, "layer": lname, "check": ident, "detail": detail})
+
+
+def _check_flow(report, tname, cls, kw, lname, variant, base, model, x, finding):
+    _, model_f, x_f = _build(cls, kw, lname, _SEEDS[0])
+    for param, detail in _flow(model_f, x_f):
+        _, model_f2, x_f2 = _build(cls, kw, lname, _SEEDS[1])
+        if any(p == param for p, _ in _flow(model_f2, x_f2)):
+            finding("flow", param, math.nan, detail + _variant_str(variant), f"seed {_SEEDS[1]}")
+        else:
+            report.unconfirmed.append({"tuner": tname, "layer": lname, "check": "flow", "tensor": param, "detail": detail})
+
+
+def _numerics(report: AuditPeftReport, tname: str) -> None:
+    """(d) PEFT's float64 numbers against gradguard's float64 reference, for the registry adapters that mirror this
+    tuner, at the strict float64 policy (a registry tolerance override marks the deviation as known, not absent)."""
+    from .bridge import peft_unsupported_reason
+    from .compare import _run_peft
+    from .registry import adapters, info, rank_hp
+
+    p64 = _C.policy("float64")
+    for name in adapters():
+        entry = info(name)
+        if entry["peft_type"] != tname:
+            continue
+        given = {**rank_hp(name, 3), **({"exact_gradient": False} if name == "dora" else {})}
+        rows: dict[str, list[float]] = {}
+        for seed in (0, 1):  # a deviation counts only when a second seed shows it too
+            case = _C.make_case(name, 11, 7, 5, seed, given)
+            if peft_unsupported_reason(name, case["hp"]):
+                break
+            ref = _C.run_backend(name, "eigen", "float64", case["x"], case["tensors"], case["dy"], case["hp"])
+            got = {k: v.double() for k, v in _run_peft(name, case, torch.float64).items()}
+            for key, r in ref.items():
+                st = _C.compare_to_reference(key, r, got[key], None, 0.0, p64["f64_atol"], p64["f64_rtol"])
+                if not st["ok"]:
+                    rows.setdefault(key, []).append(st["max_abs"])
+        override = next((o for o in entry["tolerance_overrides"] if o["check"] == "peft"), None)
+        for tensor, errs in rows.items():
+            if len(errs) < 2:
+                report.unconfirmed.append({"tuner": tname, "layer": "Linear", "check": "numerics", "tensor": tensor,
+                                           "detail": f"{name}: one seed only"})
+                continue
+            report.findings.append(Finding(
+                tname, "Linear", "numerics", f"{name}: {tensor}", max(errs),
+                f"PEFT's float64 result differs from gradguard's float64 reference (which passes finite differences) "
+                f"beyond the float64 policy (atol {p64['f64_atol']:g}, rtol {p64['f64_rtol']:g})",
+                f"import gradguard as gg; print(gg.compare({name!r}, backends=('eigen', 'peft'), r=3))", "seed 1",
+                override["reason"] if override else ""))
+
+
+def _variant_str(variant: dict) -> str:
+    return f" [config {variant}]" if variant else ""
