@@ -18,12 +18,14 @@ const AdapterInfo& loha_info();
 const AdapterInfo& lokr_info();
 const AdapterInfo& vera_info();
 const AdapterInfo& miss_info();
+const AdapterInfo& hra_info();
 
 const std::vector<const AdapterInfo*>& registry() {
   static const std::vector<const AdapterInfo*> all = {&lora_info(),    &dora_info(),    &weight_lora_info(),
                                                       &my_lora_info(), &adalora_info(), &ia3_info(),
                                                       &loha_info(),    &lokr_info(),
-                                                      &vera_info(),    &miss_info()};
+                                                      &vera_info(),    &miss_info(),
+                                                      &hra_info()};
   return all;
 }
 

@@ -18,6 +18,7 @@ const TorchImpl& loha_torch();
 const TorchImpl& lokr_torch();
 const TorchImpl& vera_torch();
 const TorchImpl& miss_torch();
+const TorchImpl& hra_torch();
 
 const TorchImpl& torch_impl(const AdapterInfo& info) {
   // The torch half of the registry: one line per adapter, beside the core table in registry.cpp.
@@ -32,6 +33,7 @@ const TorchImpl& torch_impl(const AdapterInfo& info) {
       {"lokr", &lokr_torch()},
       {"vera", &vera_torch()},
       {"miss", &miss_torch()},
+      {"hra", &hra_torch()},
   };
   auto it = table.find(info.name);
   if (it == table.end()) throw NotImplemented("not implemented: " + info.name + " (torch)");

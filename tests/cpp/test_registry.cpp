@@ -49,6 +49,8 @@ TEST_P(Registry, PeftDefaultInitIsIdentityAndZerosAreWherePredicted) {
     Mat<double>& m = c.tensors[spec->name];
     if (spec->peft_init == "zeros") m.setZero();
     if (spec->peft_init == "ones") m.setOnes();
+    if (spec->peft_init.rfind("paired", 0) == 0)  // HRA: columns 2k and 2k+1 equal, so their reflections cancel
+      for (int64_t k = 0; k + 1 < m.cols(); k += 2) m.col(k + 1) = m.col(k);
     if (spec->name == "lora_magnitude_vector") m = c.tensors.at("weight").rowwise().norm().transpose();
   }
   Mat<double> base = c.x * c.tensors.at("weight").transpose();
@@ -96,7 +98,7 @@ INSTANTIATE_TEST_SUITE_P(All, Registry, ::testing::ValuesIn(adapter_names()));
 TEST(RegistryLookup, ListsTheAdaptersInRegistrationOrder) {
   EXPECT_EQ(adapter_names(),
             (std::vector<std::string>{"lora", "dora", "weight_lora", "my_lora", "adalora", "ia3", "loha", "lokr",
-                                      "vera", "miss"}));
+                                      "vera", "miss", "hra"}));
 }
 
 TEST(RegistryLookup, ScalingFollowsPeft) {

@@ -133,6 +133,12 @@ def _miss_config(hp: dict, **extra):
     return MissConfig(r=hp["r"], miss_dropout=0.0, **extra)
 
 
+def _hra_config(hp: dict, **extra):
+    from peft import HRAConfig
+
+    return HRAConfig(r=hp["r"], apply_GS=False, **extra)
+
+
 def _peft_class(module: str, cls: str):
     def get():
         import importlib
@@ -169,6 +175,8 @@ _PEFT_SIDE: dict[str, _PeftSide] = {
                       _is(_peft_class("peft.tuners.vera", "Linear")), init_flag="init_weights"),
     "miss": _PeftSide(_miss_config, _peft_class("peft.tuners.miss", "MissLinear"), lambda hp, config: dict(r=hp["r"]),
                       _is(_peft_class("peft.tuners.miss", "MissLinear")), init_flag="init_weights"),
+    "hra": _PeftSide(_hra_config, _peft_class("peft.tuners.hra", "HRALinear"), lambda hp, config: dict(r=hp["r"]),
+                     _is(_peft_class("peft.tuners.hra", "HRALinear")), init_flag="init_weights"),
     "lokr": _PeftSide(_lokr_config, _peft_class("peft.tuners.lokr", "Linear"),
                       lambda hp, config: dict(r=hp["r"], alpha=hp["alpha"]),
                       _is(_peft_class("peft.tuners.lokr", "Linear")), init_flag="init_weights"),
@@ -251,7 +259,8 @@ def _identify(layer: nn.Module, adapter: str) -> str:
 
 
 def _rank(layer: nn.Module, adapter: str) -> int:
-    ranks = getattr(layer, "miss_r", None) or layer.r  # MiSS keeps its block width as miss_r
+    # MiSS keeps its block width as miss_r, HRA its number of reflections as hra_r
+    ranks = getattr(layer, "miss_r", None) or getattr(layer, "hra_r", None) or layer.r
     return int(ranks[adapter])
 
 
