@@ -29,14 +29,22 @@ inline double scaling(const HyperParams& hp) {
   return hp.at("use_rslora") != 0.0 ? hp.at("lora_alpha") / std::sqrt(r) : hp.at("lora_alpha") / r;
 }
 
-// A rank above min(d_in, d_out) adds parameters but no expressiveness (rank(ΔW) <= min(d_in, d_out)); we reject it
-// so a typo (r=512 on a 64-wide layer) is caught instead of silently wasting memory.
-inline void validate_rank(const Dims& dims, const HyperParams& hp, const std::string& rank_param) {
+// Which upper bound an adapter's rank has. min_dims: a rank above min(d_in, d_out) adds parameters but no
+// expressiveness (rank(ΔW) <= min(d_in, d_out)), so a typo (r=512 on a 64-wide layer) is caught instead of silently
+// wasting memory. d_in: PEFT's own bound where r counts input-side pieces (MiSS's blocks, HRA's reflections). none:
+// random frozen projections (VeRA) or Kronecker factors (LoKr), where PEFT allows any r.
+enum class RankBound { min_dims, d_in, none };
+
+inline void validate_rank(const Dims& dims, const HyperParams& hp, const std::string& rank_param,
+                          RankBound bound = RankBound::min_dims) {
   const double r = hp.at(rank_param);
   if (r < 1) throw InputError(rank_param, "an integer >= 1", std::to_string(static_cast<int64_t>(r)));
-  const int64_t max_rank = std::min(dims.d_in, dims.d_out);
+  if (bound == RankBound::none) return;
+  const int64_t max_rank = bound == RankBound::d_in ? dims.d_in : std::min(dims.d_in, dims.d_out);
   if (r > static_cast<double>(max_rank))
-    throw InputError(rank_param, "at most min(d_in, d_out) = " + std::to_string(max_rank),
+    throw InputError(rank_param,
+                     std::string("at most ") + (bound == RankBound::d_in ? "d_in" : "min(d_in, d_out)") + " = " +
+                         std::to_string(max_rank),
                      std::to_string(static_cast<int64_t>(r)));
 }
 

@@ -4,17 +4,6 @@
 
 namespace gg {
 
-namespace {
-
-void validate(const Dims& dims, const HyperParams& hp) {
-  const double r = hp.at("r");
-  if (r < 1) throw InputError("r", "an integer >= 1", std::to_string(static_cast<int64_t>(r)));
-  if (r > static_cast<double>(dims.d_in))  // more reflections than dimensions adds nothing and PEFT's init needs pairs
-    throw InputError("r", "at most d_in = " + std::to_string(dims.d_in), std::to_string(static_cast<int64_t>(r)));
-}
-
-}  // namespace
-
 const AdapterInfo& hra_info() {
   static const AdapterInfo info = [] {
     AdapterInfo a = lowrank::family_entry("hra", "HRA", "Y = X (W H)ᵀ + b, H = Π (I − 2ûᵢûᵢᵀ), ûᵢ = uᵢ/‖uᵢ‖",
@@ -22,7 +11,10 @@ const AdapterInfo& hra_info() {
                                           {hra::forward<float>, hra::backward<float>});
     a.hyper = {{"r", 8, HyperParamSpec::Kind::integer, "number of Householder reflections"}};
     a.scaling = [](const HyperParams&) { return 1.0; };
-    a.validate = validate;
+    // More reflections than input dims add nothing, and PEFT's init needs them in pairs.
+    a.validate = [](const Dims& d, const HyperParams& hp) {
+      lowrank::validate_rank(d, hp, "r", lowrank::RankBound::d_in);
+    };
     a.tensors.push_back({"hra_u", TensorRole::trainable,
                          [](const Dims& d, const HyperParams& hp) { return Shape{d.d_in, lowrank::rank(hp)}; },
                          "hra_u.{adapter}", "paired: kaiming_uniform on r/2 columns, each repeated twice (H = I for even r)",

@@ -31,8 +31,8 @@ void derive(const Dims& dims, HyperParams& hp) {
   hp["use_w2"] = r < std::max(k.b, k.d) / 2.0 ? 0.0 : 1.0;
 }
 
-void validate(const Dims&, const HyperParams& hp) {
-  if (hp.at("r") < 1) throw InputError("r", "an integer >= 1", std::to_string(static_cast<int64_t>(hp.at("r"))));
+void validate(const Dims& dims, const HyperParams& hp) {
+  lowrank::validate_rank(dims, hp, "r", lowrank::RankBound::none);  // PEFT allows any r for the Kronecker sides
   const double f = hp.at("decompose_factor");
   if (f == 0 || f < -1)
     throw InputError("decompose_factor", "-1 (factors near the square root) or a positive integer",

@@ -5,17 +5,6 @@
 
 namespace gg {
 
-namespace {
-
-void validate(const Dims& dims, const HyperParams& hp) {
-  const double r = hp.at("r");
-  if (r < 1) throw InputError("r", "an integer >= 1", std::to_string(static_cast<int64_t>(r)));
-  if (r > static_cast<double>(dims.d_in))  // PEFT's own bound: the blocks of r columns must fit in d_in
-    throw InputError("r", "at most d_in = " + std::to_string(dims.d_in), std::to_string(static_cast<int64_t>(r)));
-}
-
-}  // namespace
-
 const AdapterInfo& miss_info() {
   static const AdapterInfo info = [] {
     AdapterInfo a = lowrank::family_entry("miss", "MISS", "Y = X Wᵀ + b + fold_r(X) D, fold_r sums X's blocks of r columns",
@@ -23,7 +12,10 @@ const AdapterInfo& miss_info() {
                                           {miss::forward<float>, miss::backward<float>});
     a.hyper = {{"r", 64, HyperParamSpec::Kind::integer, "block width: X is cut into blocks of r columns and summed"}};
     a.scaling = [](const HyperParams&) { return 1.0; };
-    a.validate = validate;
+    // PEFT's own bound: the blocks of r columns must fit in d_in.
+    a.validate = [](const Dims& d, const HyperParams& hp) {
+      lowrank::validate_rank(d, hp, "r", lowrank::RankBound::d_in);
+    };
     a.tensors.push_back({"miss_block", TensorRole::trainable,
                          [](const Dims& d, const HyperParams& hp) { return Shape{lowrank::rank(hp), d.d_out}; },
                          "miss_block.{adapter}", "zeros", "", {}});

@@ -4,15 +4,6 @@
 
 namespace gg {
 
-namespace {
-
-void validate(const Dims&, const HyperParams& hp) {
-  // VeRA's projections are random and frozen, so PEFT allows (and its default r = 256 often means) r > min(d_in, d_out).
-  if (hp.at("r") < 1) throw InputError("r", "an integer >= 1", std::to_string(static_cast<int64_t>(hp.at("r"))));
-}
-
-}  // namespace
-
 const AdapterInfo& vera_info() {
   static const AdapterInfo info = [] {
     AdapterInfo a = lowrank::family_entry("vera", "VERA", "Y = X Wᵀ + b + λ_b ⊙ ((λ_d ⊙ (X Aᵀ)) Bᵀ), A, B frozen random",
@@ -20,7 +11,10 @@ const AdapterInfo& vera_info() {
                                           {vera::forward<float>, vera::backward<float>});
     a.hyper = {{"r", 256, HyperParamSpec::Kind::integer, "rank of the shared random projections (PEFT default 256)"}};
     a.scaling = [](const HyperParams&) { return 1.0; };
-    a.validate = validate;
+    // VeRA's projections are random and frozen: PEFT allows (and its default r = 256 often means) r > min(d_in, d_out).
+    a.validate = [](const Dims& d, const HyperParams& hp) {
+      lowrank::validate_rank(d, hp, "r", lowrank::RankBound::none);
+    };
     const auto r = [](const HyperParams& hp) { return lowrank::rank(hp); };
     a.tensors.push_back({"vera_A", TensorRole::frozen,
                          [r](const Dims& d, const HyperParams& hp) { return Shape{r(hp), d.d_in}; }, "vera_A.{adapter}",
