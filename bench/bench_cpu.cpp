@@ -25,7 +25,7 @@ TorchTensors random_tensors(const AdapterInfo& info, const Dims& dims, const Hyp
 
 void report(benchmark::State& state, const AdapterInfo* info, const Preset& p, bool backward) {
   const Dims dims{p.d, p.d};
-  const HyperParams hp = info ? resolve_hyper(*info, dims, rank_hyper(*info, p.r)) : HyperParams{};
+  const HyperParams hp = info ? resolve_hyper(*info, dims, rank_hyper(*info, dims, p.r)) : HyperParams{};
   double flops = 2.0 * p.n * p.d * p.d * (backward ? 2 : 1);
   if (info) flops = info->forward_cost(p.n, dims, hp).flops + (backward ? info->backward_cost(p.n, dims, hp).flops : 0);
   state.counters["FLOP/s"] = benchmark::Counter(flops, benchmark::Counter::kIsIterationInvariantRate);
@@ -44,7 +44,7 @@ void BM_base(benchmark::State& state, Preset p, bool backward) {
 
 void BM_torch(benchmark::State& state, const AdapterInfo* info, Preset p, bool backward) {
   const Dims dims{p.d, p.d};
-  const HyperParams hp = resolve_hyper(*info, dims, rank_hyper(*info, p.r));
+  const HyperParams hp = resolve_hyper(*info, dims, rank_hyper(*info, dims, p.r));
   const TorchTensors t = random_tensors(*info, dims, hp);
   const at::Tensor x = at::randn({p.n, p.d}), dy = at::randn({p.n, p.d});
   const TorchImpl& impl = torch_impl(*info);

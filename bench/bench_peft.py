@@ -42,6 +42,7 @@ Exit status: 0 after a run (target verdicts are reported, not enforced), 2 for a
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime as _dt
 import gc
 import json
@@ -63,6 +64,7 @@ from gradguard import _C
 from gradguard.bridge import from_peft, make_peft_layer
 from gradguard.atomic import write_json
 from gradguard.ops import AdapterLinear
+from gradguard.peft_defects import known_peft_defect
 from gradguard.registry import rank_hp
 
 THREADS = 2
@@ -133,6 +135,7 @@ class Impl:
     kind: str                   # base | peft | gradguard | fork_dense
     module: nn.Module
     grads: Callable[[], dict[str, torch.Tensor | None]]  # registry tensor name -> grad, after a backward
+    hp: dict | None = None      # resolved hyper-parameters (None for the base)
 
 
 def _trainable(module: nn.Module) -> list[nn.Parameter]:
@@ -161,7 +164,8 @@ def build_impls(preset: Preset, adapters: list[str], seed: int = 0) -> tuple[lis
     dy = torch.randn(preset.n, preset.d)
     impls = [Impl("base", None, "base", base, lambda: {})]
     for name in adapters:
-        layer = make_peft_layer(name, base, rank_hp(name, preset.r))
+        # each adapter wraps its own copy of the base: an adapter's init may rewrite it (KaSA truncates W's SVD)
+        layer = make_peft_layer(name, copy.deepcopy(base), rank_hp(name, preset.r, preset.d, preset.d))
         layer.base_layer.weight.requires_grad_(False)
         layer.base_layer.bias.requires_grad_(False)
         pp = _peft_params(layer, name)
@@ -169,14 +173,15 @@ def build_impls(preset: Preset, adapters: list[str], seed: int = 0) -> tuple[lis
             for p in pp.values():
                 if not bool(p.ne(0).any()):
                     p.copy_(torch.randn_like(p) * 0.02)
+        hp = _C.resolve_hyper(name, preset.d, preset.d, rank_hp(name, preset.r, preset.d, preset.d))
         impls.append(Impl(f"{name}/peft", name, "peft", layer,
-                          lambda pp=pp: {k: p.grad for k, p in pp.items()}))
+                          lambda pp=pp: {k: p.grad for k, p in pp.items()}, hp))
         ggl = AdapterLinear.from_peft(layer)
         impls.append(Impl(f"{name}/gradguard", name, "gradguard", ggl,
-                          lambda m=ggl: {k: p.grad for k, p in m.params.items()}))
+                          lambda m=ggl: {k: p.grad for k, p in m.params.items()}, hp))
         if name == "weight_lora":
             _, hp, tensors = from_peft(layer)
-            fork = ForkDense(base, tensors["weight_lora_A"], tensors["weight_lora_B"], tensors["weight_lora_w"],
+            fork = ForkDense(layer.base_layer, tensors["weight_lora_A"], tensors["weight_lora_B"], tensors["weight_lora_w"],
                              float(layer.scaling["default"]))
             impls.append(Impl(f"{name}/fork_dense", name, "fork_dense", fork,
                               lambda m=fork: {"weight_lora_A": m.A.grad, "weight_lora_B": m.B.grad,
@@ -224,11 +229,16 @@ def validate(impls: list[Impl], x: torch.Tensor, dy: torch.Tensor) -> dict[str, 
             ref[impl.adapter] = tensors
             continue
         errs = {k: _rel_err(v, ref[impl.adapter].get(k)) for k, v in tensors.items()}
-        ok = all(e <= VALIDATE_RTOL for e in errs.values())
+        # PEFT's value is the wrong one where the registry records a confirmed PEFT defect (C3A's input gradient at
+        # block_size >= 3): reported, not held against the implementation
+        known = {k: why for k in errs if impl.hp is not None and (why := known_peft_defect(
+            impl.adapter, "dx" if k == "x" else ("y" if k == "y" else f"d {k}"), impl.hp))}
+        ok = all(e <= VALIDATE_RTOL for k, e in errs.items() if k not in known)
         errs = {k: (e if math.isfinite(e) else None) for k, e in errs.items()}  # None: missing or mis-shaped
         worst = max((e for e in errs.values() if e is not None), default=0.0)
         out[impl.key] = {"max_rel_err": worst if all(e is not None for e in errs.values()) else None,
-                         "per_tensor": errs, "ok": ok, "rtol": VALIDATE_RTOL}
+                         "per_tensor": errs, "ok": ok, "rtol": VALIDATE_RTOL,
+                         **({"known_peft_defects": known} if known else {})}
     return out
 
 
@@ -284,7 +294,7 @@ def bench_preset(preset: Preset, adapters: list[str], reps: int, warmup: int, lo
               "base": _impl_stats(samples["base"], base_cost), "adapters": {}}
     base_s = samples["base"]
     for name in adapters:
-        hp = _C.resolve_hyper(name, d, d, rank_hp(name, r))
+        hp = _C.resolve_hyper(name, d, d, rank_hp(name, r, d, d))
         cost = dict(_C.cost(name, n, d, d, hp))
         entry = {"hp": hp, "cost": cost, "impls": {}, "ratios": {}, "overhead_over_base": {}, "validation": {}}
         for impl in impls:
@@ -329,7 +339,8 @@ def bench_gradcheck(adapters: list[str]) -> dict:
         for backend in GRADCHECK_BACKENDS:
             t = time.perf_counter()
             res = gg.gradcheck(name, backend=backend, mode="fast", d_in=GRADCHECK_SHAPE["d_in"],
-                               d_out=GRADCHECK_SHAPE["d_out"], **rank_hp(name, GRADCHECK_SHAPE["r"]))
+                               d_out=GRADCHECK_SHAPE["d_out"], **rank_hp(name, GRADCHECK_SHAPE["r"], GRADCHECK_SHAPE["d_in"],
+                                                  GRADCHECK_SHAPE["d_out"]))
             cases.append({"adapter": name, "backend": backend, "ok": bool(res.ok),
                           "seconds": time.perf_counter() - t})
     total = time.perf_counter() - t0

@@ -60,12 +60,16 @@ nlohmann::json to_json(const AdapterInfo& info) {
   nlohmann::json overrides = nlohmann::json::array();
   for (const auto& o : info.tolerance_overrides)
     overrides.push_back({{"check", o.check}, {"atol", o.atol}, {"rtol", o.rtol}, {"reason", o.reason}});
+  nlohmann::json defects = nlohmann::json::array();
+  for (const auto& d : info.peft_defects)
+    defects.push_back({{"tensor", d.tensor}, {"avoid", d.avoid}, {"reason", d.reason}, {"regression_test", d.regression_test}});
   return {{"name", info.name},         {"peft_type", info.peft_type},
           {"summary", info.summary},   {"hyper", hyper},
           {"rank_param", info.rank_param},
           {"tensors", tensors},        {"backends", backends},
           {"identity_at_init", info.identity_at_init},
           {"tolerance_overrides", overrides},
+          {"peft_defects", defects},
           {"notes", info.notes}};
 }
 

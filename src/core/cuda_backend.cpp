@@ -12,6 +12,7 @@ const TorchImpl& lora_cuda();
 const TorchImpl& dora_cuda();
 const TorchImpl& weight_lora_cuda();
 const TorchImpl& my_lora_cuda();
+const TorchImpl& kasa_cuda();
 
 namespace {
 const std::map<std::string, const TorchImpl*>& table() {
@@ -20,6 +21,7 @@ const std::map<std::string, const TorchImpl*>& table() {
       {"dora", &dora_cuda()},
       {"weight_lora", &weight_lora_cuda()},
       {"my_lora", &my_lora_cuda()},
+      {"kasa", &kasa_cuda()},
   };
   return t;
 }

@@ -19,13 +19,23 @@ const AdapterInfo& lokr_info();
 const AdapterInfo& vera_info();
 const AdapterInfo& miss_info();
 const AdapterInfo& hra_info();
+const AdapterInfo& delora_info();
+const AdapterInfo& gralora_info();
+const AdapterInfo& kasa_info();
+const AdapterInfo& randlora_info();
+const AdapterInfo& c3a_info();
+const AdapterInfo& oft_info();
+const AdapterInfo& boft_info();
 
 const std::vector<const AdapterInfo*>& registry() {
   static const std::vector<const AdapterInfo*> all = {&lora_info(),    &dora_info(),    &weight_lora_info(),
                                                       &my_lora_info(), &adalora_info(), &ia3_info(),
                                                       &loha_info(),    &lokr_info(),
                                                       &vera_info(),    &miss_info(),
-                                                      &hra_info()};
+                                                      &hra_info(),    &delora_info(),
+                                                      &gralora_info(),  &kasa_info(),
+                                                      &randlora_info(), &c3a_info(),      &oft_info(),
+                                                      &boft_info()};
   return all;
 }
 
@@ -35,9 +45,17 @@ std::vector<std::string> adapter_names() {
   return names;
 }
 
-HyperParams rank_hyper(const AdapterInfo& info, int64_t r) {
-  if (info.rank_param.empty()) return {};
-  return {{info.rank_param, static_cast<double>(r)}};
+const PeftDefect* known_peft_defect(const AdapterInfo& info, const std::string& tensor, const HyperParams& hp) {
+  for (const auto& d : info.peft_defects)
+    if (d.tensor == tensor && d.applies(hp)) return &d;
+  return nullptr;
+}
+
+HyperParams rank_hyper(const AdapterInfo& info, const Dims& dims, int64_t r) {
+  HyperParams hp;
+  if (!info.rank_param.empty()) hp[info.rank_param] = static_cast<double>(r);
+  if (info.shape_hyper) info.shape_hyper(dims, r, hp);
+  return hp;
 }
 
 static std::string join(const std::vector<std::string>& items) {

@@ -61,6 +61,17 @@ struct ToleranceOverride {
   std::string reason;
 };
 
+// A confirmed defect of the pinned PEFT's own layer (finite differences in float64 decide): comparisons against PEFT
+// mark the affected values instead of failing, the goldens tests assert the defect still shows (so a PEFT upgrade that
+// fixes it is noticed), and tests that need PEFT's layer to be right use `avoid` to stay out of its reach.
+struct PeftDefect {
+  std::string tensor;                       // "y", "dx" or "d <tensor name>" (the golden key is "grad.x" / "grad.<name>")
+  bool (*applies)(const HyperParams&);      // for these resolved hyper-parameters
+  HyperParams avoid;                        // hyper-parameters under which PEFT's layer is free of it
+  std::string reason;
+  std::string regression_test;              // the test that reproduces it on PEFT's layer
+};
+
 struct Cost {
   double flops;  // floating-point operations
   double bytes;  // minimum bytes moved (each input read once, each output written once), in float32
@@ -79,6 +90,10 @@ struct AdapterInfo {
   double (*scaling)(const HyperParams&) = nullptr;
   // Adapter-specific checks beyond the generic ones (e.g. rank bounds); throws InputError. Null when there are none.
   void (*validate)(const Dims&, const HyperParams&) = nullptr;
+  // Hyper-parameters a generic check must set for a case of these dims and rank r beyond the rank itself: block
+  // counts and sizes that PEFT requires to divide d_in or d_out (GraLoRA's gralora_k, ...), chosen as the largest
+  // block structure the shape allows so that odd and prime shapes still run. Null when the rank alone suffices.
+  void (*shape_hyper)(const Dims&, int64_t r, HyperParams&) = nullptr;
   // Sets every Kind::derived hyper-parameter from the dims and the others (after validate). Null when there are none.
   void (*derive)(const Dims&, HyperParams&) = nullptr;
   EigenImpl<double> eigen64;
@@ -92,6 +107,7 @@ struct AdapterInfo {
   // check derives them once at its base point, so it checks the gradient the adapter declares with them held fixed.
   std::vector<TensorSpec> detached;
   void (*derive_detached)(TensorMap<double>& t, const HyperParams& hp) = nullptr;
+  std::vector<PeftDefect> peft_defects;
   bool identity_at_init = true;  // does PEFT's default init make the adapted layer equal the base layer?
   std::vector<std::string> notes;  // semantics worth knowing (e.g. which gradient DoRA's check uses)
 
@@ -107,13 +123,16 @@ const std::vector<const AdapterInfo*>& registry();
 const AdapterInfo& find_adapter(const std::string& name);
 std::vector<std::string> adapter_names();
 
-// {rank_param: r} for an adapter with a rank hyper-parameter, {} for one without: how generic checks ask for "rank r
-// at this shape" without knowing the parameter's name.
-HyperParams rank_hyper(const AdapterInfo& info, int64_t r);
+// {rank_param: r} for an adapter with a rank hyper-parameter ({} for one without) plus what shape_hyper sets: how
+// generic checks ask for "rank r at this shape" without knowing the parameters' names.
+HyperParams rank_hyper(const AdapterInfo& info, const Dims& dims, int64_t r);
 
 // Defaults from the registry overlaid with `given`; throws InputError on unknown names, non-integers for integer
 // hyper-parameters, flags other than 0/1, non-positive sizes, and whatever the adapter's own validate() rejects.
 HyperParams resolve_hyper(const AdapterInfo& info, const Dims& dims, const HyperParams& given);
+
+// The reason when PEFT's value of `tensor` ("y", "dx", "d <name>") is a known PEFT defect at these hyper-parameters.
+const PeftDefect* known_peft_defect(const AdapterInfo& info, const std::string& tensor, const HyperParams& hp);
 
 // Shape of every present tensor for these dims and hyper-parameters.
 std::map<std::string, Shape> tensor_shapes(const AdapterInfo& info, const Dims& dims, const HyperParams& hp);

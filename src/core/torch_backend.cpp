@@ -19,6 +19,13 @@ const TorchImpl& lokr_torch();
 const TorchImpl& vera_torch();
 const TorchImpl& miss_torch();
 const TorchImpl& hra_torch();
+const TorchImpl& delora_torch();
+const TorchImpl& gralora_torch();
+const TorchImpl& kasa_torch();
+const TorchImpl& randlora_torch();
+const TorchImpl& c3a_torch();
+const TorchImpl& oft_torch();
+const TorchImpl& boft_torch();
 
 const TorchImpl& torch_impl(const AdapterInfo& info) {
   // The torch half of the registry: one line per adapter, beside the core table in registry.cpp.
@@ -34,6 +41,13 @@ const TorchImpl& torch_impl(const AdapterInfo& info) {
       {"vera", &vera_torch()},
       {"miss", &miss_torch()},
       {"hra", &hra_torch()},
+      {"delora", &delora_torch()},
+      {"gralora", &gralora_torch()},
+      {"kasa", &kasa_torch()},
+      {"randlora", &randlora_torch()},
+      {"c3a", &c3a_torch()},
+      {"oft", &oft_torch()},
+      {"boft", &boft_torch()},
   };
   auto it = table.find(info.name);
   if (it == table.end()) throw NotImplemented("not implemented: " + info.name + " (torch)");

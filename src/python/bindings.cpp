@@ -117,6 +117,18 @@ PYBIND11_MODULE(_C, m) {
     const auto& info = find_adapter(name);
     return from_hyper(info, resolve_hyper(info, {d_in, d_out}, to_hyper(hp)));
   }, py::arg("name"), py::arg("d_in"), py::arg("d_out"), py::arg("hp"));
+  m.def("rank_hyper", [](const std::string& name, int64_t d_in, int64_t d_out, int64_t r) {
+    const auto& info = find_adapter(name);
+    py::dict d;  // only the names rank_hyper sets, typed as the registry declares them
+    const py::dict typed = from_hyper(info, resolve_hyper(info, {d_in, d_out}, rank_hyper(info, {d_in, d_out}, r)));
+    for (const auto& [key, value] : rank_hyper(info, {d_in, d_out}, r)) d[py::str(key)] = typed[py::str(key)];
+    return d;
+  }, py::arg("name"), py::arg("d_in"), py::arg("d_out"), py::arg("r"));
+  m.def("known_peft_defect", [](const std::string& name, const std::string& tensor, const py::dict& hp) -> py::object {
+    const auto& info = find_adapter(name);
+    const PeftDefect* d = known_peft_defect(info, tensor, to_hyper(hp));
+    return d ? py::object(py::str(d->reason)) : py::none();
+  }, py::arg("name"), py::arg("tensor"), py::arg("hp"));
   m.def("scaling", [](const std::string& name, int64_t d_in, int64_t d_out, const py::dict& hp) {
     const auto& info = find_adapter(name);
     return info.scaling(resolve_hyper(info, {d_in, d_out}, to_hyper(hp)));

@@ -66,14 +66,15 @@ struct ShapeCase {
 };
 inline const ShapeCase kShapes[] = {{"aligned", 4, 8, 8, 2}, {"odd_prime", 3, 7, 5, 3}, {"rank1", 2, 5, 3, 1}};
 
-// Hyper-parameter variants generated from the registry: defaults, then each flag flipped on in turn; the rank (for
-// adapters that have one) set to the shape's r.
-inline std::vector<std::pair<std::string, HyperParams>> flag_variants(const AdapterInfo& info, int64_t r) {
-  std::vector<std::pair<std::string, HyperParams>> out = {{"default", rank_hyper(info, r)}};
+// Hyper-parameter variants generated from the registry: defaults, then each flag flipped away from its default in
+// turn; the rank (for adapters that have one) and shape_hyper's block sizes set for the shape.
+inline std::vector<std::pair<std::string, HyperParams>> flag_variants(const AdapterInfo& info, const Dims& dims,
+                                                                       int64_t r) {
+  std::vector<std::pair<std::string, HyperParams>> out = {{"default", rank_hyper(info, dims, r)}};
   for (const auto& h : info.hyper)
     if (h.kind == HyperParamSpec::Kind::flag) {
-      HyperParams hp = rank_hyper(info, r);
-      hp[h.name] = 1.0;
+      HyperParams hp = rank_hyper(info, dims, r);
+      hp[h.name] = h.default_value != 0.0 ? 0.0 : 1.0;
       out.push_back({h.name, hp});
     }
   return out;

@@ -32,7 +32,7 @@ TEST_P(Registry, EntryIsComplete) {
     EXPECT_FALSE(t.peft_key.empty()) << t.name;
   }
   EXPECT_TRUE(names.count("weight") && names.count("bias"));
-  const HyperParams hp = resolve_hyper(info, {16, 12}, rank_hyper(info, 4));  // defaults may not fit 16x12 (MiSS r=64)
+  const HyperParams hp = resolve_hyper(info, {16, 12}, rank_hyper(info, {16, 12}, 4));  // defaults may not fit 16x12 (MiSS r=64)
   EXPECT_FALSE(info.trainable(hp).empty());
   const Cost f = info.forward_cost(32, {16, 12}, hp), b = info.backward_cost(32, {16, 12}, hp);
   EXPECT_GT(f.flops, 2.0 * 32 * 16 * 12);  // more than the base GEMM alone
@@ -44,7 +44,7 @@ TEST_P(Registry, EntryIsComplete) {
 // registry marks as zero-at-init really get an exactly zero gradient while the others do not.
 TEST_P(Registry, PeftDefaultInitIsIdentityAndZerosAreWherePredicted) {
   const AdapterInfo& info = find_adapter(GetParam());
-  auto c = make_case(info, {7, 5}, rank_hyper(info, 2), 3, 5);
+  auto c = make_case(info, {7, 5}, rank_hyper(info, {7, 5}, 2), 3, 5);
   for (const auto* spec : info.trainable(c.hp)) {
     Mat<double>& m = c.tensors[spec->name];
     if (spec->peft_init == "zeros") m.setZero();
@@ -69,7 +69,7 @@ TEST_P(Registry, PeftDefaultInitIsIdentityAndZerosAreWherePredicted) {
 // per-adapter merge code. b' = b for additive adapters; IA3's output form merges into the bias too (b ⊙ l).
 TEST_P(Registry, UnmergedEqualsMerged) {
   const AdapterInfo& info = find_adapter(GetParam());
-  for (const auto& [variant, hp] : test::flag_variants(info, 2)) {
+  for (const auto& [variant, hp] : test::flag_variants(info, {6, 4}, 2)) {
     SCOPED_TRACE(variant);
     const auto c = make_case(info, {6, 4}, hp, 5, 9);
     const Mat<double> bias = info.eigen64.forward(Mat<double>::Zero(1, 6), c.tensors, c.hp);  // (1, d_out) = b'
@@ -83,7 +83,7 @@ TEST_P(Registry, UnmergedEqualsMerged) {
 
 TEST_P(Registry, Float32ReferenceTracksFloat64) {
   const AdapterInfo& info = find_adapter(GetParam());
-  const auto c = make_case(info, {9, 7}, rank_hyper(info, 3), 4, 2);
+  const auto c = make_case(info, {9, 7}, rank_hyper(info, {9, 7}, 3), 4, 2);
   const Mat<double> dy = make_upstream(c, 2);
   const BackendRun r64 = run_eigen(info, c, "float64", dy), r32 = run_eigen(info, c, "float32", dy);
   for (const auto& [key, ref] : r64) {
@@ -98,7 +98,7 @@ INSTANTIATE_TEST_SUITE_P(All, Registry, ::testing::ValuesIn(adapter_names()));
 TEST(RegistryLookup, ListsTheAdaptersInRegistrationOrder) {
   EXPECT_EQ(adapter_names(),
             (std::vector<std::string>{"lora", "dora", "weight_lora", "my_lora", "adalora", "ia3", "loha", "lokr",
-                                      "vera", "miss", "hra"}));
+                                      "vera", "miss", "hra", "delora", "gralora", "kasa", "randlora", "c3a", "oft", "boft"}));
 }
 
 TEST(RegistryLookup, ScalingFollowsPeft) {

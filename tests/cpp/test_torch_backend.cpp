@@ -24,7 +24,7 @@ TEST_P(TorchGradcheck, AnalyticBackwardMatchesFiniteDifferences) {
   const auto& [name, mode] = GetParam();
   const AdapterInfo& info = find_adapter(name);
   for (const auto& shape : test::kShapes)
-    for (const auto& [variant, hp] : test::flag_variants(info, shape.r)) {
+    for (const auto& [variant, hp] : test::flag_variants(info, {shape.d_in, shape.d_out}, shape.r)) {
       SCOPED_TRACE(std::string(shape.label) + " / " + variant);
       const auto c = make_case(info, {shape.d_in, shape.d_out}, hp, shape.n, 13);
       const GradcheckResult r = gradcheck(torch_differentiable(info, c), policy_options(info, mode, 13));
@@ -35,7 +35,7 @@ TEST_P(TorchGradcheck, AnalyticBackwardMatchesFiniteDifferences) {
 TEST_P(TorchGradcheck, PlantedBugsAreCaught) {
   const auto& [name, mode] = GetParam();
   const AdapterInfo& info = find_adapter(name);
-  const auto c = make_case(info, {7, 5}, rank_hyper(info, 3), 3, 17);
+  const auto c = make_case(info, {7, 5}, rank_hyper(info, {7, 5}, 3), 3, 17);
   for (Plant bug : {Plant::wrong_scale, Plant::transposed, Plant::dropped_term}) {
     SCOPED_TRACE(test::to_string(bug));
     const Differentiable healthy = torch_differentiable(info, c);
@@ -71,7 +71,7 @@ class TorchOp : public ::testing::TestWithParam<std::string> {};
 // the analytic backward) must equal the analytic backward called directly.
 TEST_P(TorchOp, RunsUnderAutogradWithLeadingDimsAndViews) {
   const AdapterInfo& info = find_adapter(GetParam());
-  const auto c = make_case(info, {6, 4}, rank_hyper(info, 2), 1, 23);
+  const auto c = make_case(info, {6, 4}, rank_hyper(info, {6, 4}, 2), 1, 23);
   TorchTensors t = torch_case(info, c, at::kDouble);
   for (const auto* spec : info.trainable(c.hp)) t[spec->name].requires_grad_(true);
   const at::Tensor x = at::randn({2, 6, 3}, at::kDouble).transpose(1, 2);  // (2, 3, 6), a non-contiguous view
@@ -94,7 +94,7 @@ TEST_P(TorchOp, RunsUnderAutogradWithLeadingDimsAndViews) {
 // Autograd asks only for the gradients of inputs that require grad; the others are skipped, not computed and dropped.
 TEST_P(TorchOp, ComputesOnlyRequestedGradients) {
   const AdapterInfo& info = find_adapter(GetParam());
-  const auto c = make_case(info, {6, 4}, rank_hyper(info, 2), 3, 29);
+  const auto c = make_case(info, {6, 4}, rank_hyper(info, {6, 4}, 2), 3, 29);
   TorchTensors t = torch_case(info, c, at::kDouble);
   const std::string first = info.trainable(c.hp)[0]->name;
   t[first].requires_grad_(true);
@@ -115,7 +115,7 @@ TEST_P(TorchOp, ComputesOnlyRequestedGradients) {
 
 TEST_P(TorchOp, BadInputNamesTheArgument) {
   const AdapterInfo& info = find_adapter(GetParam());
-  const auto c = make_case(info, {6, 4}, rank_hyper(info, 2), 3, 0);
+  const auto c = make_case(info, {6, 4}, rank_hyper(info, {6, 4}, 2), 3, 0);
   auto expect_error = [&](const char* label, TorchTensors t, at::Tensor x, std::vector<std::string> contains) {
     SCOPED_TRACE(label);
     try {
@@ -145,7 +145,7 @@ TEST_P(TorchOp, BadInputNamesTheArgument) {
 
 TEST_P(TorchOp, AgreesWithEigenReference) {
   const AdapterInfo& info = find_adapter(GetParam());
-  for (const auto& [variant, hp] : test::flag_variants(info, 3)) {
+  for (const auto& [variant, hp] : test::flag_variants(info, {11, 7}, 3)) {
     SCOPED_TRACE(variant);
     // float64: each case on its own; low precision: the policy's budget over low_precision_cases pooled cases.
     std::vector<BackendRun> ref, t32, naive32, e32;

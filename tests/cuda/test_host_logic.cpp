@@ -77,8 +77,8 @@ std::vector<std::string> with_kernels() {
 
 INSTANTIATE_TEST_SUITE_P(WithKernels, CudaHostLogic, ::testing::ValuesIn(with_kernels()));
 
-TEST(CudaHostLogicTable, ListsTheFourWaveOneAdapters) {
-  EXPECT_EQ(with_kernels(), (std::vector<std::string>{"lora", "dora", "weight_lora", "my_lora"}));
+TEST(CudaHostLogicTable, ListsTheGatedLowRankAdapters) {
+  EXPECT_EQ(with_kernels(), (std::vector<std::string>{"lora", "dora", "weight_lora", "my_lora", "kasa"}));
 }
 
 }  // namespace

@@ -9,7 +9,7 @@ from torch import nn
 
 import gradguard as gg
 from gradguard.bridge import from_peft, make_peft_layer, peft_config, peft_supported, peft_unsupported_reason
-from gradguard.models import LLAMA_LINEARS, llama_batch, tiny_llama
+from gradguard.models import LLAMA_COMMON_DIMS, LLAMA_LINEARS, llama_batch, tiny_llama
 from gradguard.ops import AdapterLinear
 from gradguard.registry import rank_hp
 
@@ -61,7 +61,7 @@ def test_compare_bad_input():
                          ids=lambda v: v if isinstance(v, str) else "-".join(v) or "default")
 def test_from_peft_reads_name_hyper_parameters_and_tensors(name, hp):
     # every hyper-parameter away from its default: the rank at 2, real ones (alpha) at 16, the flags as given
-    given = {**rank_hp(name, 2), **{h["name"]: 16.0 for h in gg.info(name)["hyper"] if h["kind"] == "float"}, **hp}
+    given = {**rank_hp(name, 2, 6, 4), **{h["name"]: 16.0 for h in gg.info(name)["hyper"] if h["kind"] == "float"}, **hp}
     layer = make_peft_layer(name, nn.Linear(6, 4), given)
     got, got_hp, tensors = from_peft(layer)
     assert got == name
@@ -76,14 +76,16 @@ def test_from_peft_rejects_other_layers():
 
 
 def _peft_flag_variants():
-    """(adapter, hyper-parameters): defaults, then each registry flag switched on, where PEFT can express it."""
+    """(adapter, hyper-parameters): defaults, then each registry flag switched from its default, where PEFT can
+    express it."""
     out = []
     for name in gg.adapters():
-        flags = [h["name"] for h in gg.info(name)["hyper"] if h["kind"] == "bool"]
-        for hp in [{}] + [{f: True} for f in flags]:
-            hp = {**rank_hp(name, 4), **hp}
+        flags = {h["name"]: bool(h["default"]) for h in gg.info(name)["hyper"] if h["kind"] == "bool"}
+        for flipped in [None, *flags]:
+            hp = {**rank_hp(name, 4, *LLAMA_COMMON_DIMS), **({flipped: not flags[flipped]} if flipped else {})}
             if peft_supported(name) and peft_unsupported_reason(name, gg._C.resolve_hyper(name, 32, 32, hp)) is None:
-                out.append(pytest.param(name, hp, id="-".join([name, *[f for f in flags if hp.get(f)]])))
+                label = f"no_{flipped}" if flipped and flags[flipped] else flipped
+                out.append(pytest.param(name, hp, id="-".join([name, *([label] if label else [])])))
     return out
 
 

@@ -6,8 +6,9 @@ import torch
 
 import gradguard as gg
 from gradguard.bridge import peft_config, peft_supported
+from gradguard.peft_defects import defect_free_hp
 from gradguard.registry import rank_hp
-from gradguard.models import LLAMA_LINEARS, llama_batch, tiny_llama
+from gradguard.models import LLAMA_COMMON_DIMS, LLAMA_LINEARS, llama_batch, tiny_llama
 
 ADAPTERS = [name for name in gg.adapters() if peft_supported(name)]  # every adapter PEFT can apply
 
@@ -15,7 +16,8 @@ ADAPTERS = [name for name in gg.adapters() if peft_supported(name)]  # every ada
 def _model(name: str, **extra):
     from peft import get_peft_model
 
-    hp = rank_hp(name, 4)
+    # PEFT's layer is the reference here, so stay out of its known defects (C3A's input gradient at block_size >= 3)
+    hp = defect_free_hp(name, rank_hp(name, 4, *LLAMA_COMMON_DIMS))
     targets = LLAMA_LINEARS if name != "ia3" else ["k_proj", "v_proj", "down_proj"]
     cfg = peft_config(name, hp, init_weights=False, target_modules=targets, **extra)
     model = get_peft_model(tiny_llama(0), cfg).double()
@@ -44,10 +46,13 @@ def test_swapped_model_matches_peft_and_trains_every_parameter(name, monkeypatch
     assert n_layers > 0 and not report.skipped, str(report)
     logits, grads = _loss_and_grads(model, batch)
     assert len(calls) == n_layers and set(calls) == {name}  # every swapped layer ran gradguard's op, once
-    torch.testing.assert_close(logits, ref_logits, rtol=1e-10, atol=1e-10)
+    # float64 agreement, or the registry's declared tolerance for a known PEFT precision deviation (C3A's float32)
+    over = next((o for o in gg.info(name)["tolerance_overrides"] if o["check"] == "peft"), None)
+    atol, rtol = (over["atol"], over["rtol"]) if over else (1e-10, 1e-9)
+    torch.testing.assert_close(logits, ref_logits, rtol=rtol if over else 1e-10, atol=atol)
     assert grads.keys() == ref_grads.keys()
     for k in grads:
-        torch.testing.assert_close(grads[k], ref_grads[k], rtol=1e-9, atol=1e-10, msg=lambda m: f"{k}: {m}")
+        torch.testing.assert_close(grads[k], ref_grads[k], rtol=rtol, atol=atol, msg=lambda m: f"{k}: {m}")
     flow = gg.check(model, **batch)
     assert flow.ok, str(flow)
     assert all(g.abs().sum() > 0 for k, g in grads.items()), "init_weights=False: no gradient may be exactly zero"

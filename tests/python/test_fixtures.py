@@ -17,6 +17,7 @@ import pytest
 import gradguard as gg
 from gradguard import _C
 from gradguard.bridge import peft_supported
+from gradguard.peft_defects import known_peft_defect
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDENS = ROOT / "fixtures" / "goldens"
@@ -95,13 +96,19 @@ def test_eigen_reference_reproduces_peft(path):
     # known PEFT deviation under the check "peft" (LoHa's float32 scaling scalar).
     over = next((o for o in gg.info(name)["tolerance_overrides"] if o["check"] == "peft"), None)
     atol, rtol = (over["atol"], over["rtol"]) if over else (p["f64_atol"], p["f64_rtol"])
-    failures = []
+    failures, fixed = [], []
     for key, golden_key in expected.items():
         s = _C.compare_to_reference(golden_key, ref[key], t[golden_key].reshape(ref[key].shape), None, 0.0,
                                     atol, rtol)
-        if not s["ok"]:
+        # A confirmed PEFT defect must still show in PEFT's numbers: when it no longer does, PEFT fixed it and the
+        # entry in gradguard.peft_defects goes (and this golden is regenerated).
+        defect = known_peft_defect(name, key, hp)
+        if defect and s["ok"]:
+            fixed.append(f"{golden_key}: {defect}")
+        if not s["ok"] and not defect:
             failures.append(f"{golden_key}: max_abs {s['max_abs']:.3e} max_rel {s['max_rel']:.3e} at {s['worst_index']}")
     assert not failures, f"{path.name} ({meta['hp']}): eigen float64 disagrees with PEFT {meta['peft_version']}: {failures}"
+    assert not fixed, f"{path.name}: PEFT {meta['peft_version']} no longer shows a known defect: {fixed}"
 
 
 # --- (c) corrupt files are InputErrors naming the file and an offset -------------------------------------------------

@@ -15,11 +15,11 @@ MODES = ["fast", "full"]
 @pytest.mark.parametrize("backend", ["eigen", "torch"])
 @pytest.mark.parametrize("name", gg.adapters())
 def test_registry_gradcheck_passes(name, backend, mode):
-    res = gg.gradcheck(name, d_in=7, d_out=5, backend=backend, mode=mode, **rank_hp(name, 3))
+    res = gg.gradcheck(name, d_in=7, d_out=5, backend=backend, mode=mode, **rank_hp(name, 3, 7, 5))
     assert res.ok, str(res)
     assert {t["name"] for t in res.tensors} >= {"x"}
     # x plus every trainable tensor present at these dims and hyper-parameters (LoKr's factored sides depend on both)
-    present = gg._C.tensor_shapes(name, 7, 5, gg._C.resolve_hyper(name, 7, 5, rank_hp(name, 3)))
+    present = gg._C.tensor_shapes(name, 7, 5, gg._C.resolve_hyper(name, 7, 5, rank_hp(name, 3, 7, 5)))
     trainable = [t["name"] for t in gg.info(name)["tensors"] if t["role"] == "trainable" and t["name"] in present]
     assert sorted(t["name"] for t in res.tensors) == sorted(["x"] + trainable)
 
@@ -30,7 +30,7 @@ def test_gradcheck_of_every_adapter_two_backends_is_fast():
     t0 = time.perf_counter()
     for name in gg.adapters():
         for backend in ("eigen", "torch"):
-            assert gg.gradcheck(name, d_in=8, d_out=8, backend=backend, **rank_hp(name, 2)).ok
+            assert gg.gradcheck(name, d_in=8, d_out=8, backend=backend, **rank_hp(name, 2, 8, 8)).ok
     # not a timing assertion: the benchmark reports the figure; this only guards against a pathological regression
     assert time.perf_counter() - t0 < 120
 
@@ -87,7 +87,7 @@ def _variant_id(v):
 
 def _peft_layer(name, **hp):
     torch.manual_seed(0)
-    hp = {**rank_hp(name, 3), **hp}
+    hp = {**rank_hp(name, 3, 7, 5), **hp}
     layer = make_peft_layer(name, nn.Linear(7, 5), hp).double()
     case = gg._C.make_case(name, 7, 5, 3, 1, hp)
     load_into_peft(layer, case["tensors"])  # every factor non-zero

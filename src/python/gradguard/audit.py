@@ -18,7 +18,7 @@ from .bridge import peft_config, peft_supported, peft_unsupported_reason
 from .compare import compare
 from .flow import check
 from .gradcheck import gradcheck
-from .models import LLAMA_LINEARS, llama_batch, tiny_llama
+from .models import LLAMA_COMMON_DIMS, LLAMA_LINEARS, llama_batch, tiny_llama
 from .registry import adapters, info, rank_hp
 
 # Shapes every gradcheck runs at (numerics policy: aligned, odd/prime, rank 1): (label, N, d_in, d_out, r); r goes
@@ -30,9 +30,9 @@ MODES = ("fast", "full")
 
 
 def flag_variants(name: str) -> list[tuple[str, dict]]:
-    """Defaults, then each flag hyper-parameter of the registry entry switched on in turn."""
-    flags = [h["name"] for h in info(name)["hyper"] if h["kind"] == "bool"]
-    return [("default", {})] + [(f, {f: True}) for f in flags]
+    """Defaults, then each flag hyper-parameter of the registry entry switched away from its default in turn."""
+    flags = [h for h in info(name)["hyper"] if h["kind"] == "bool"]
+    return [("default", {})] + [(h["name"], {h["name"]: not h["default"]}) for h in flags]
 
 
 @dataclass
@@ -52,7 +52,7 @@ def _gradchecks(name: str) -> list[dict]:
             for label, n, d_in, d_out, r in SHAPES:
                 for variant, hp in flag_variants(name):
                     res = gradcheck(name, d_in=d_in, d_out=d_out, backend=backend, mode=mode, n_rows=n,
-                                    **rank_hp(name, r), **hp)
+                                    **rank_hp(name, r, d_in, d_out), **hp)
                     out.append({"backend": backend, "mode": mode, "shape": label, "variant": variant, "ok": res.ok,
                                 # budget_used is None when an error was NaN/Inf (JSON has no Inf)
                                 "worst_budget": max(float("inf") if t["budget_used"] is None else t["budget_used"]
@@ -74,7 +74,7 @@ def _flow(name: str) -> dict:
 
     variants = []
     for variant, flags in flag_variants(name):
-        hp = {**rank_hp(name, FLOW_RANK), **flags}
+        hp = {**rank_hp(name, FLOW_RANK, *LLAMA_COMMON_DIMS), **flags}
         reason = peft_unsupported_reason(name, _C.resolve_hyper(name, 32, 32, hp))
         if reason:
             variants.append({"variant": variant, "ok": None, "skipped": reason})

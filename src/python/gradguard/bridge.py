@@ -48,12 +48,33 @@ def _lora_layer():
     return Linear
 
 
+def _is_kasa(layer: nn.Module, adapter: str) -> bool:
+    return adapter in getattr(layer, "lora_diag", {})  # only KaSA's variant gives lora.Linear a lora_diag
+
+
 def _is_peft_lora(layer: nn.Module, adapter: str, dora: bool) -> bool:
     from peft.tuners.lora import Linear
 
-    if type(layer) is not Linear:
+    if type(layer) is not Linear or _is_kasa(layer, adapter):
         return False
     return bool(layer.use_dora.get(adapter, False)) == dora
+
+
+def _kasa_config(hp: dict, **extra):
+    from peft.tuners.lora import KasaConfig
+
+    return _lora_config(hp, False, kasa_config=KasaConfig(), **extra)
+
+
+def _is_peft_kasa(layer: nn.Module, adapter: str) -> bool:
+    from peft.tuners.lora import Linear
+
+    if type(layer) is not Linear or not _is_kasa(layer, adapter):
+        return False
+    if bool(getattr(layer, "lora_bias", {}).get(adapter, False)):
+        raise _C.InputError("argument 'layer': expected a KaSA layer without lora_bias (gradguard's kasa does not "
+                            "model LoRA's bias on B), got lora_bias=True")
+    return True
 
 
 def _gg_config(cls_name: str):
@@ -139,6 +160,81 @@ def _hra_config(hp: dict, **extra):
     return HRAConfig(r=hp["r"], apply_GS=False, **extra)
 
 
+def _delora_config(hp: dict, **extra):
+    from peft import DeloraConfig
+
+    return DeloraConfig(r=hp["r"], module_dropout=0.0, **extra)
+
+
+def _gralora_config(hp: dict, **extra):
+    from peft import GraloraConfig
+
+    return GraloraConfig(r=hp["r"], alpha=hp["alpha"], gralora_k=hp["gralora_k"], hybrid_r=hp["hybrid_r"],
+                         gralora_dropout=0.0, **extra)
+
+
+def _randlora_config(hp: dict, **extra):
+    from peft import RandLoraConfig
+
+    return RandLoraConfig(r=hp["r"], randlora_alpha=hp["randlora_alpha"], randlora_dropout=0.0, **extra)
+
+
+def _randlora_layer():
+    """PEFT's randlora.Linear takes the model-wide bases (BufferDicts): drawn here as RandLoraModel draws them for a
+    model whose only layer is this one (torch.Generator(projection_prng_key): A, then one B block per basis, / std)."""
+    from peft.tuners._buffer_dict import BufferDict
+    from peft.tuners.randlora import Linear
+    from peft.tuners.randlora.model import _kaiming_init
+
+    def make(base: nn.Linear, adapter: str, config, r: int):
+        mn, mx = min(base.in_features, base.out_features), max(base.in_features, base.out_features)
+        gen = torch.Generator(device="cpu").manual_seed(config.projection_prng_key)
+        a = _kaiming_init((r, 1, mn), generator=gen)
+        b = torch.cat([_kaiming_init((mx, 1, r), generator=gen) for _ in range(-(-mn // r))], dim=1)
+        bases_a = BufferDict({adapter: a / a.std()}, persistent=True)
+        bases_b = BufferDict({adapter: b / b.std()}, persistent=True)
+        return Linear(base, bases_a, bases_b, adapter, config=config, r=r)
+    return make
+
+
+def _c3a_config(hp: dict, **extra):
+    from peft import C3AConfig
+
+    return C3AConfig(block_size=hp["block_size"], **extra)
+
+
+def _oft_config(hp: dict, **extra):
+    from peft import OFTConfig
+
+    return OFTConfig(r=0, oft_block_size=hp["oft_block_size"], use_cayley_neumann=hp["use_cayley_neumann"],
+                     num_cayley_neumann_terms=hp["num_cayley_neumann_terms"], block_share=hp["block_share"],
+                     module_dropout=0.0, **extra)
+
+
+def _oft_rotation(layer: nn.Module, adapter: str):
+    rot = layer.oft_R[adapter]
+    if rot.coft:
+        raise _C.InputError("argument 'layer': expected an OFT layer without coft (its forward projects the parameter "
+                            "in place, under no_grad; gradguard does not model it), got coft=True")
+    return rot
+
+
+def _boft_config(hp: dict, **extra):
+    from peft import BOFTConfig
+
+    return BOFTConfig(boft_block_size=hp["boft_block_size"], boft_block_num=0,
+                      boft_n_butterfly_factor=hp["boft_n_butterfly_factor"], boft_dropout=0.0, **extra)
+
+
+def _boft_unsupported(hp: dict) -> str | None:
+    # PEFT's butterfly path needs its CUDA extension fbd_cuda; when it cannot load it (no GPU, or the build fails) it
+    # warns and forces boft_n_butterfly_factor to 1, so the layer would not be the one asked for.
+    if hp["boft_n_butterfly_factor"] == 1 or torch.cuda.is_available():
+        return None
+    return ("PEFT forces boft_n_butterfly_factor to 1 without its CUDA extension fbd_cuda (needs a GPU), so it cannot "
+            "express butterfly factors here")
+
+
 def _peft_class(module: str, cls: str):
     def get():
         import importlib
@@ -158,6 +254,7 @@ _PEFT_SIDE: dict[str, _PeftSide] = {
                       lambda l, a: _is_peft_lora(l, a, True),
                       lambda hp: ("PEFT implements only DoRA's detached-norm gradient (paper §4.3), not "
                                   "exact_gradient=True") if hp.get("exact_gradient") else None),
+    "kasa": _PeftSide(_kasa_config, _lora_layer, _lora_layer_kwargs, _is_peft_kasa),
     "weight_lora": _PeftSide(_gg_config("WeightLoraConfig"), _gg_layer("weight_lora"), _lora_layer_kwargs,
                              _is(_gg_layer("weight_lora"))),
     "my_lora": _PeftSide(_gg_config("MyLoraConfig"), _gg_layer("my_lora"), _lora_layer_kwargs,
@@ -177,6 +274,21 @@ _PEFT_SIDE: dict[str, _PeftSide] = {
                       _is(_peft_class("peft.tuners.miss", "MissLinear")), init_flag="init_weights"),
     "hra": _PeftSide(_hra_config, _peft_class("peft.tuners.hra", "HRALinear"), lambda hp, config: dict(r=hp["r"]),
                      _is(_peft_class("peft.tuners.hra", "HRALinear")), init_flag="init_weights"),
+    "delora": _PeftSide(_delora_config, _peft_class("peft.tuners.delora", "DeloraLinear"),
+                        lambda hp, config: dict(r=hp["r"], delora_lambda=config.delora_lambda),
+                        _is(_peft_class("peft.tuners.delora", "DeloraLinear")), init_flag="init_weights"),
+    "gralora": _PeftSide(_gralora_config, _peft_class("peft.tuners.gralora.layer", "Linear"),
+                         lambda hp, config: dict(module_name="layer", r=hp["r"]),
+                         _is(_peft_class("peft.tuners.gralora.layer", "Linear")), init_flag="init_weights"),
+    "randlora": _PeftSide(_randlora_config, _randlora_layer, lambda hp, config: dict(r=hp["r"]),
+                          _is(_peft_class("peft.tuners.randlora", "Linear")), init_flag="init_weights"),
+    "c3a": _PeftSide(_c3a_config, _peft_class("peft.tuners.c3a", "C3ALinear"),
+                     lambda hp, config: dict(block_size=hp["block_size"]),
+                     _is(_peft_class("peft.tuners.c3a", "C3ALinear")), init_flag="init_weights"),
+    "oft": _PeftSide(_oft_config, _peft_class("peft.tuners.oft", "Linear"), lambda hp, config: dict(r=0),
+                     _is(_peft_class("peft.tuners.oft", "Linear")), init_flag="init_weights"),
+    "boft": _PeftSide(_boft_config, _peft_class("peft.tuners.boft.layer", "Linear"), lambda hp, config: dict(),
+                      _is(_peft_class("peft.tuners.boft.layer", "Linear")), _boft_unsupported, init_flag="init_weights"),
     "lokr": _PeftSide(_lokr_config, _peft_class("peft.tuners.lokr", "Linear"),
                       lambda hp, config: dict(r=hp["r"], alpha=hp["alpha"]),
                       _is(_peft_class("peft.tuners.lokr", "Linear")), init_flag="init_weights"),
@@ -325,6 +437,17 @@ _HYPER_FROM_LAYER: dict[str, Callable[[nn.Module, str], object]] = {
     "lora_bias": lambda layer, a: bool(getattr(layer, "lora_bias", {}).get(a, False)),
     "exact_gradient": lambda layer, a: False,  # PEFT's semantics: DoRA's weight norm is detached
     "is_feedforward": lambda layer, a: bool(layer.is_feedforward),
+    # the layer keeps only alpha / r; 12 significant digits undo the division's rounding (16/3 * 3 = 16.000000000000004)
+    "randlora_alpha": lambda layer, a: float(f"{float(layer.scaling[a]) * _rank(layer, a):.12g}"),
+    "block_size": lambda layer, a: int(layer.block_size[a]),
+    "oft_block_size": lambda layer, a: int(_oft_rotation(layer, a).block_size),
+    "use_cayley_neumann": lambda layer, a: bool(_oft_rotation(layer, a).use_cayley_neumann),
+    "num_cayley_neumann_terms": lambda layer, a: int(_oft_rotation(layer, a).num_cayley_neumann_terms),
+    "block_share": lambda layer, a: bool(_oft_rotation(layer, a).block_share),
+    "boft_block_size": lambda layer, a: int(layer.boft_block_size[a]),
+    "boft_n_butterfly_factor": lambda layer, a: int(layer.boft_R[a].shape[0]),
+    "gralora_k": lambda layer, a: int(layer.gralora_k[a]),
+    "hybrid_r": lambda layer, a: int(layer.hybrid_r[a]),
     "decompose_both": _lokr_decompose_both,
     "decompose_factor": _lokr_decompose_factor,
 }

@@ -14,6 +14,7 @@ from torch import nn
 from . import _C
 from ._table import table
 from .bridge import load_into_peft, make_peft_layer, peft_unsupported_reason
+from .peft_defects import known_peft_defect
 from .registry import info, rank_hp
 
 BACKENDS = ("eigen", "torch", "cuda", "peft")
@@ -76,7 +77,7 @@ def _pooled(cases: list[dict], run) -> dict[str, torch.Tensor]:
 
 
 def compare(name: str, *, backends=BACKENDS, dtype: str = "float32", d_in: int = 11, d_out: int = 7,
-            n_rows: int = 5, seed: int = 0, **hp) -> CompareResult:
+            n_rows: int = 32, seed: int = 0, **hp) -> CompareResult:
     """Compare every requested backend with the Eigen float64 reference on the seeded cases seed, seed+1, ...
     (the policy's number of cases, pooled: a tensor's max error is taken over all of them)."""
     for b in backends:
@@ -85,7 +86,7 @@ def compare(name: str, *, backends=BACKENDS, dtype: str = "float32", d_in: int =
     if dtype not in ("float32",):
         raise _C.InputError(f"argument 'dtype': expected 'float32' (the low precision of the CPU backends; the "
                             f"cuda backend adds bfloat16 and float16 by itself), got '{dtype}'")
-    hp = {**rank_hp(name, min(3, d_in, d_out)), **hp}
+    hp = {**rank_hp(name, min(3, d_in, d_out), d_in, d_out), **hp}
     p64, plow = _C.policy("float64"), _C.policy(dtype)
     cases = [_C.make_case(name, d_in, d_out, n_rows, seed + i, hp) for i in range(plow["cases"])]
     case = cases[0]
@@ -96,6 +97,7 @@ def compare(name: str, *, backends=BACKENDS, dtype: str = "float32", d_in: int =
     ref = backend_run("eigen", "float64")
     naive = backend_run("torch", dtype, naive=True)
     rows, skipped, notes = [], [], []
+    known: set[str] = set()
 
     # A known deviation of PEFT's own layer from the exact maths, declared in the registry with its reason (LoHa's
     # float32 scaling scalar): it loosens only the float64 rows of the "peft" backend.
@@ -113,6 +115,10 @@ def compare(name: str, *, backends=BACKENDS, dtype: str = "float32", d_in: int =
             else:
                 s = _C.compare_to_reference(key, r, run[key], base[key], policy["k"], policy["atol"], 0.0)
             s.update(backend=backend, dtype=dt)
+            defect = known_peft_defect(name, key, case["hp"]) if backend == "peft" else None
+            if defect and not s["ok"]:
+                s["known_peft_defect"] = defect  # reported, not counted: gradguard's value is the one FD confirms
+                known.add(defect)
             rows.append(s)
 
     for backend in backends:
@@ -142,5 +148,6 @@ def compare(name: str, *, backends=BACKENDS, dtype: str = "float32", d_in: int =
     if peft_override and "peft" in backends and not any(s["backend"] == "peft" for s in skipped):
         notes.append(f"{name}: peft float64 rows use the registry's tolerance override (atol {peft_override['atol']:g}, "
                      f"rtol {peft_override['rtol']:g}): {peft_override['reason']}")
-    ok = all(r["ok"] for r in rows)
+    notes += [f"{name}: known PEFT defect (peft rows marked, not counted): {why}" for why in sorted(known)]
+    ok = all(r["ok"] or r.get("known_peft_defect") for r in rows)
     return CompareResult(adapter=name, hp=case["hp"], ok=ok, rows=rows, skipped=skipped, notes=notes)

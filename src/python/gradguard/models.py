@@ -26,3 +26,6 @@ def llama_batch(seed: int = 0, batch: int = 2, seq: int = 8) -> dict:
 
 # Every linear layer of a Llama block: attention projections and the MLP.
 LLAMA_LINEARS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+# (d_in, d_out) standing for every tiny_llama linear when choosing block sizes (rank_hp): its widths 16, 32 and 64 are
+# all multiples of 16, so a block structure that fits 16 x 16 fits each of them.
+LLAMA_COMMON_DIMS = (16, 16)

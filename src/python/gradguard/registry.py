@@ -22,8 +22,8 @@ def trainable_names(name: str, d_in: int, d_out: int, hp: dict) -> list[str]:
     return [t["name"] for t in info(name)["tensors"] if t["role"] == "trainable" and t["name"] in shapes]
 
 
-def rank_hp(name: str, r: int) -> dict:
-    """``{rank hyper-parameter: r}`` for an adapter with a rank (LoRA's ``r``, AdaLoRA's ``init_r``), ``{}`` for one
-    without (IA3): how generic code asks for "rank r" without knowing the parameter's name."""
-    param = info(name)["rank_param"]
-    return {param: r} if param else {}
+def rank_hp(name: str, r: int, d_in: int, d_out: int) -> dict:
+    """``{rank hyper-parameter: r}`` for an adapter with a rank (LoRA's ``r``, AdaLoRA's ``init_r``; nothing for IA3)
+    plus the block sizes a ``d_in`` x ``d_out`` layer needs (GraLoRA's ``gralora_k``, ...): how generic code asks for
+    "rank r at this shape" without knowing the parameters' names."""
+    return dict(_C.rank_hyper(name, d_in, d_out, r))

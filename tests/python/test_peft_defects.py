@@ -1,0 +1,92 @@
+"""One regression test per confirmed defect in the pinned PEFT (gradguard.peft_defects): each reproduces the defect on
+PEFT's own layer and fails once PEFT fixes it, so that an upgrade is noticed and the entry retired. Each also shows
+gradguard's value is the one finite differences confirm."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+import gradguard as gg
+from gradguard import _C
+from gradguard.bridge import load_into_peft, make_peft_layer
+from gradguard.peft_defects import defect_free_hp, known_peft_defect, known_peft_defects
+
+
+def _peft_c3a(d_in: int, d_out: int, block_size: int, seed: int = 0):
+    hp = {"block_size": block_size}
+    case = _C.make_case("c3a", d_in, d_out, 4, seed, hp)
+    layer = make_peft_layer("c3a", nn.Linear(d_in, d_out), hp).double()
+    load_into_peft(layer, case["tensors"])
+    x = case["x"].clone().requires_grad_(True)
+    y = layer(x)
+    y.backward(case["dy"])
+    ref = _C.run_backend("c3a", "eigen", "float64", case["x"], case["tensors"], case["dy"], case["hp"])
+    return case, layer, x, y, ref
+
+
+def test_known_peft_defect_c3a_input_gradient():
+    # block_size 3 on a 6 -> 9 layer: PEFT's forward and kernel gradient agree with gradguard's reference (to the
+    # float32 precision PEFT computes C3A in), its input gradient is O(1) off.
+    case, layer, x, y, ref = _peft_c3a(6, 9, 3)
+    assert (y.detach() - ref["y"]).abs().max() < 1e-5
+    assert (layer.c3a_kernel["default"].grad.reshape(ref["d c3a_kernel"].shape) - ref["d c3a_kernel"]).abs().max() < 1e-5
+    dx_err = (x.grad - ref["dx"]).abs().max().item()
+    assert dx_err > 1e-2 * ref["dx"].abs().max().item(), f"PEFT's C3A input gradient is right now ({dx_err:.2e}): retire the entry"
+    # gradguard's reference at the same configuration passes finite differences, fast and full
+    for mode in ("fast", "full"):
+        assert gg.gradcheck("c3a", d_in=6, d_out=9, mode=mode, block_size=3).ok
+    assert known_peft_defect("c3a", "dx", case["hp"])
+
+
+def test_c3a_defect_is_out_of_reach_at_block_size_two():
+    # the reason tests that need PEFT's layer to be right can use defect_free_hp: at B <= 2 (s + t ≡ s − t mod B)
+    # PEFT's input gradient is the true one
+    assert defect_free_hp("c3a", {"block_size": 16}) == {"block_size": 2}
+    _, _, x, _, ref = _peft_c3a(6, 8, 2)
+    assert (x.grad - ref["dx"]).abs().max() < 1e-5
+
+
+def test_every_known_defect_names_an_existing_regression_test():
+    here = open(__file__).read()
+    defects = known_peft_defects()
+    assert defects  # the C3A one at least
+    for d in defects:
+        path, test = d["regression_test"].split("::")
+        assert path == "tests/python/test_peft_defects.py" and f"def {test}(" in here
+
+
+def _peft_oft(base: nn.Module, **config):
+    from peft import OFTConfig, inject_adapter_in_model
+
+    from gradguard.audit_peft import _Host
+
+    torch.manual_seed(0)
+    host = _Host(base).double()
+    return inject_adapter_in_model(OFTConfig(target_modules=["target"], r=0, **config), host).double()
+
+
+def test_known_peft_defect_oft_conv2d_forward():
+    # At PEFT's default init every rotation is I, so the layer must equal its base convolution. PEFT's
+    # OFTRotationModule unfolds the input with stride 1 and no padding whatever the convolution's own, rotates each
+    # patch and folds the overlapping patches back as a sum: the output changes by O(1) instead.
+    conv = nn.Conv2d(4, 6, 3, stride=2, padding=1)
+    base = torch.nn.Sequential(conv).double()
+    model = _peft_oft(conv, oft_block_size=2, init_weights=True)
+    x = torch.randn(1, 4, 5, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        err = (model(x) - base(x)).abs().max().item()
+    assert err > 1e-2, f"PEFT's OFT Conv2d is the identity at init now ({err:.2e}): retire the audit's known entry"
+
+
+def test_known_peft_defect_oft_unmerge_float32():
+    # merge then unmerge must restore W; PEFT inverts the block rotation in float32 even for a float64 layer, so W
+    # comes back only to ~1e-8 (a float64 inverse, or Rᵀ for the exact Cayley, restores it to ~1e-16).
+    model = _peft_oft(nn.Linear(6, 9), oft_block_size=3, init_weights=False)
+    layer = model.target
+    w0 = layer.get_base_layer().weight.detach().clone()
+    with torch.no_grad():
+        layer.merge()
+        layer.unmerge()
+    err = (layer.get_base_layer().weight - w0).abs().max().item()
+    assert err > 1e-10, f"PEFT's OFT unmerge restores W to {err:.1e} now: retire the audit's known entry"
+    assert err < 1e-5  # a precision defect, not a wrong formula
