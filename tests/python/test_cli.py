@@ -69,3 +69,12 @@ def test_audit_writes_reports_atomically(tmp_path):
     assert "weight_lora" in (out / "report.md").read_text()
     assert "weight_lora" in r.stdout  # the summary table
     assert not list(out.glob(".*.tmp"))  # no temporary files left behind
+
+
+@pytest.mark.parametrize("adapter", ["gralora", "c3a", "oft", "boft"])
+def test_gradcheck_default_shape_fits_block_structured_adapters(adapter):
+    # PEFT's defaults (GraLoRA r = 32, C3A block_size = 256, OFT block 32) do not fit the CLI's 16 x 16 check:
+    # hyper-parameters not given take the registry's values for the shape, as `compare` does
+    r = gg("gradcheck", adapter, "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["ok"] is True

@@ -69,9 +69,17 @@ def cmd_adapters(args) -> int:
 
 def cmd_gradcheck(args) -> int:
     import gradguard as gg
+    from gradguard.registry import rank_hp
 
+    # As `compare`: hyper-parameters not given take the check values for this shape (rank 4 at most, and the block
+    # sizes that tile d_in and d_out), since PEFT's defaults (GraLoRA's r = 32, C3A's block_size = 256) do not fit
+    # the small layers a finite-difference check runs on.
+    gg.info(args.adapter)  # an unknown name fails here, naming the argument
+    if args.d_in < 1 or args.d_out < 1:
+        raise gg.InputError(f"argument 'd_in'/'d_out': expected positive integers, got {args.d_in} x {args.d_out}")
+    hp = {**rank_hp(args.adapter, min(4, args.d_in, args.d_out), args.d_in, args.d_out), **_hp_pairs(args.hp)}
     res = gg.gradcheck(args.adapter, d_in=args.d_in, d_out=args.d_out, backend=args.backend, mode=args.mode,
-                       seed=args.seed, n_rows=args.rows, four_point=args.four_point, **_hp_pairs(args.hp))
+                       seed=args.seed, n_rows=args.rows, four_point=args.four_point, **hp)
     _emit(res.to_json(), args.json, str(res))
     return EXIT_OK if res.ok else EXIT_PROBLEMS
 
@@ -168,7 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--mode", default="fast", choices=["fast", "full"])
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--four-point", action="store_true", help="4-point stencil instead of central differences")
-    g.add_argument("--hp", nargs="*", metavar="KEY=VALUE", help="hyper-parameters, e.g. r=4 lora_alpha=16 use_rslora=true")
+    g.add_argument("--hp", nargs="*", metavar="KEY=VALUE",
+                   help="hyper-parameters, e.g. r=4 lora_alpha=16 use_rslora=true (not given: rank <= 4 and the block "
+                        "sizes that fit the shape)")
     g.add_argument("--json", action="store_true")
     g.set_defaults(func=cmd_gradcheck)
 
