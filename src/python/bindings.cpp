@@ -1,5 +1,6 @@
 // gradguard._C: the C++ core as seen from Python. Built with torch's own pybind11 (torch/extension.h) so tensors
 // cross zero-copy; results cross as JSON text (one serialisation, checkers/result_json.hpp).
+#include <algorithm>
 #include <torch/extension.h>
 
 #include "checkers/adapter_harness.hpp"
@@ -119,9 +120,16 @@ PYBIND11_MODULE(_C, m) {
   }, py::arg("name"), py::arg("d_in"), py::arg("d_out"), py::arg("hp"));
   m.def("rank_hyper", [](const std::string& name, int64_t d_in, int64_t d_out, int64_t r) {
     const auto& info = find_adapter(name);
-    py::dict d;  // only the names rank_hyper sets, typed as the registry declares them
-    const py::dict typed = from_hyper(info, resolve_hyper(info, {d_in, d_out}, rank_hyper(info, {d_in, d_out}, r)));
-    for (const auto& [key, value] : rank_hyper(info, {d_in, d_out}, r)) d[py::str(key)] = typed[py::str(key)];
+    // Only the names rank_hyper sets, typed as the registry declares them; not validated here, since the caller
+    // overlays its own values (validation happens where the case is resolved).
+    py::dict d;
+    for (const auto& [key, value] : rank_hyper(info, {d_in, d_out}, r)) {
+      const auto spec = std::find_if(info.hyper.begin(), info.hyper.end(), [&](const auto& h) { return h.name == key; });
+      const auto kind = spec == info.hyper.end() ? HyperParamSpec::Kind::real : spec->kind;
+      if (kind == HyperParamSpec::Kind::flag) d[py::str(key)] = value != 0.0;
+      else if (kind == HyperParamSpec::Kind::real) d[py::str(key)] = value;
+      else d[py::str(key)] = static_cast<int64_t>(value);
+    }
     return d;
   }, py::arg("name"), py::arg("d_in"), py::arg("d_out"), py::arg("r"));
   m.def("known_peft_defect", [](const std::string& name, const std::string& tensor, const py::dict& hp) -> py::object {

@@ -56,3 +56,22 @@ def test_option_agrees_across_backends_and_with_peft(row):
     assert res.ok, str(res)
     assert not res.skipped, str(res)  # what PEFT can build is compared: a skip would hide the comparison
     assert {r["backend"] for r in res.rows} >= set(backends) - {"eigen"}
+
+
+def test_check_values_follow_the_callers_rank_and_fit_every_shape():
+    # the rank the caller gives decides the block sizes (GraLoRA's k must divide it), and the block chosen for a
+    # shape always divides it (C3A at widths whose gcd is a multiple of 256 or not)
+    from gradguard.registry import rank_hp
+
+    assert rank_hp("gralora", 3, 12, 12)["gralora_k"] == 3 and rank_hp("gralora", 4, 12, 12)["gralora_k"] == 2
+    for d_in, d_out in [(384, 384), (300, 600), (640, 320), (7, 5)]:
+        b = rank_hp("c3a", 3, d_in, d_out)["block_size"]
+        assert d_in % b == 0 and d_out % b == 0 and b <= 256
+    # KaSA keeps a singular component: the caller's r = 1 on a 3 x 5 layer is valid even though rank 3 is not
+    assert gg.compare("kasa", backends=("eigen", "torch"), d_in=3, d_out=5, r=1).ok
+
+
+def test_butterfly_factors_beyond_the_width_are_refused_not_overflowed():
+    for m in (4, 64, 65, 1000):
+        with pytest.raises(gg.InputError, match="boft_n_butterfly_factor"):
+            gg._C.resolve_hyper("boft", 8, 8, {"boft_block_size": 4, "boft_n_butterfly_factor": m})

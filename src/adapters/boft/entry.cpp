@@ -12,9 +12,11 @@ void validate(const Dims& d, const HyperParams& hp) {
     throw InputError("boft_block_size", "an integer >= 2 dividing d_in = " + std::to_string(d.d_in), std::to_string(h));
   if (m < 1) throw InputError("boft_n_butterfly_factor", "an integer >= 1", std::to_string(m));
   if (m == 1) return;
-  // PEFT's rules for butterflies: the widest chunk H·2^(m−1) tiles d_in, and the halves are whole.
-  const int64_t widest = h << (m - 1);
-  if (d.d_in % widest != 0)
+  // PEFT's rules for butterflies: the widest chunk H·2^(m−1) fits in and tiles d_in, and the halves are whole. The
+  // doubling stops at d_in, so no m overflows the shift.
+  int64_t widest = h;
+  for (int64_t i = 1; i < m && widest <= d.d_in; ++i) widest *= 2;
+  if (widest > d.d_in || d.d_in % widest != 0)
     throw InputError("boft_n_butterfly_factor", "a factor m with boft_block_size · 2^(m−1) = " + std::to_string(widest) +
                                                     " dividing d_in = " + std::to_string(d.d_in), std::to_string(m));
   if (h % 2 != 0)

@@ -17,9 +17,13 @@ void validate(const Dims& d, const HyperParams& hp) {
                                        std::to_string(d.d_out), std::to_string(b));
 }
 
-// The largest block that tiles both widths (at most PEFT's default 256): odd/prime shapes get B = 1, a dense ΔW.
+// The largest block that tiles both widths, at most PEFT's default 256 (a divisor of their gcd): odd/prime shapes get
+// B = 1, a dense ΔW.
 void shape_hyper(const Dims& d, int64_t, HyperParams& hp) {
-  hp["block_size"] = static_cast<double>(std::min<int64_t>(std::gcd(d.d_in, d.d_out), 256));
+  const int64_t common = std::gcd(d.d_in, d.d_out);
+  int64_t b = std::min<int64_t>(common, 256);
+  while (common % b != 0) --b;
+  hp["block_size"] = static_cast<double>(b);
 }
 
 // The torch backend's work: base GEMM(s) plus per-frequency complex products after a real FFT of each block,

@@ -92,19 +92,26 @@ KNOWN = [
 ]
 
 
-def _known(tuner: str, variant: dict, tensor: str) -> str:
+def _known(tuner: str, variant: dict, tensor: str, kw: dict | None = None) -> str:
     why = next((why for match, why in KNOWN if match(tuner, variant, tensor)), "")
-    return why or _registry_defect(tuner, tensor)
+    return why or _registry_defect(tuner, tensor, kw or {})
 
 
-def _registry_defect(tuner: str, tensor: str) -> str:
+def _registry_defect(tuner: str, tensor: str, kw: dict) -> str:
     """A PEFT defect gradguard's registry already records (with its regression test), matched on the layer input's
-    gradient — the one tensor whose name the audit and the registry share."""
-    from .peft_defects import known_peft_defects
+    gradient — the one tensor whose name the audit and the registry share — and only where the registry says it
+    applies: the audited config's values of the adapter's hyper-parameters, registry defaults for the rest."""
+    from .peft_defects import known_peft_defect, known_peft_defects
     from .registry import info
 
+    if tensor not in ("x", "input[0]"):
+        return ""
     for d in known_peft_defects():
-        if d["tensor"] == "dx" and tensor in ("x", "input[0]") and info(d["adapter"])["peft_type"] == tuner:
+        entry = info(d["adapter"])
+        if d["tensor"] != "dx" or entry["peft_type"] != tuner:
+            continue
+        hp = {h["name"]: kw.get(h["name"], h["default"]) for h in entry["hyper"]}
+        if known_peft_defect(d["adapter"], "dx", hp):
             return f"confirmed PEFT defect, regression test {d['regression_test']}: {d['reason']}"
     return ""
 
@@ -368,7 +375,7 @@ def _audit_one(report: AuditPeftReport, tname: str, cls: type, lname: str, varia
 
     def finding(check, tensor, err, detail, confirmed_by):
         report.findings.append(Finding(tname, lname, check, tensor, err, detail, _repro(cls, kw, lname, seed, check),
-                                       confirmed_by, _known(tname, variant, tensor)))
+                                       confirmed_by, _known(tname, variant, tensor, kw)))
 
     for check in (_check_gradcheck, _check_identities, _check_flow):
         entry["checks"].append(check.__name__.removeprefix("_check_"))

@@ -71,6 +71,10 @@ def _is_peft_kasa(layer: nn.Module, adapter: str) -> bool:
 
     if type(layer) is not Linear or not _is_kasa(layer, adapter):
         return False
+    if adapter in getattr(layer, "_lora_kasa_truncation_deferred", ()):
+        raise _C.InputError("argument 'layer': expected a KaSA layer whose base weight PEFT has already truncated, got "
+                            "one created on the meta device whose truncation is deferred to its first forward (run one "
+                            "forward or merge first)")
     if bool(getattr(layer, "lora_bias", {}).get(adapter, False)):
         raise _C.InputError("argument 'layer': expected a KaSA layer without lora_bias (gradguard's kasa does not "
                             "model LoRA's bias on B), got lora_bias=True")
@@ -227,12 +231,13 @@ def _boft_config(hp: dict, **extra):
 
 
 def _boft_unsupported(hp: dict) -> str | None:
-    # PEFT's butterfly path needs its CUDA extension fbd_cuda; when it cannot load it (no GPU, or the build fails) it
-    # warns and forces boft_n_butterfly_factor to 1, so the layer would not be the one asked for.
-    if hp["boft_n_butterfly_factor"] == 1 or torch.cuda.is_available():
+    # PEFT's butterfly path (boft_n_butterfly_factor > 1) needs its CUDA extension fbd_cuda and CUDA tensors: without
+    # the extension PEFT silently forces the factor to 1, and its kernel does not run on the CPU, where gradguard runs
+    # PEFT's layer for comparisons.
+    if hp["boft_n_butterfly_factor"] == 1:
         return None
-    return ("PEFT forces boft_n_butterfly_factor to 1 without its CUDA extension fbd_cuda (needs a GPU), so it cannot "
-            "express butterfly factors here")
+    return ("PEFT's butterfly factors need its CUDA extension fbd_cuda on CUDA tensors (without it PEFT forces "
+            "boft_n_butterfly_factor to 1); gradguard compares PEFT's layer on the CPU")
 
 
 def _peft_class(module: str, cls: str):
