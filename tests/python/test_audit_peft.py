@@ -84,3 +84,31 @@ def test_every_peft_tuner_is_audited_or_skipped_with_a_reason():
     assert seen == {str(getattr(k, "value", k)) for k in PEFT_TYPE_TO_CONFIG_MAPPING}
     assert all(s["reason"] for s in report.skipped)
     assert report.seconds < 600
+
+
+class _Scaled(nn.Module):
+    """y = x Wᵀ computed in `dtype` and cast back (float32: a float64 layer below float64 precision); `wrong_grad`
+    plants a backward off by a constant factor (a wrong gradient at every step size)."""
+
+    def __init__(self, dtype=torch.float64, wrong_grad=False):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(5, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0)))
+        self.dtype, self.wrong_grad = dtype, wrong_grad
+
+    def forward(self, x):
+        y = (x.to(self.dtype) @ self.weight.to(self.dtype).t()).to(x.dtype)
+        if self.wrong_grad:  # same value, 1.5x the gradient through x
+            y = y + 0.5 * (x @ self.weight.t() - (x @ self.weight.t()).detach())
+        return y
+
+
+@pytest.mark.parametrize("dtype,wrong,expected", [(torch.float32, False, "precision"), (torch.float64, True, "gradient")])
+def test_step_test_separates_precision_from_a_wrong_gradient(dtype, wrong, expected):
+    from gradguard.audit_peft import _confirm_gradcheck, _precision_not_gradient
+
+    model = _Scaled(dtype, wrong)
+    x = torch.randn(3, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    assert _confirm_gradcheck(model, x, "weight")  # both fail finite differences at a small step
+    coarse = _precision_not_gradient(model, x, "weight")
+    assert (coarse is not None) == (expected == "precision"), coarse
+    assert _precision_not_gradient(_Scaled(), x, "weight") is not None  # the healthy layer passes at every step
