@@ -69,7 +69,7 @@ def cmd_adapters(args) -> int:
 
 def cmd_gradcheck(args) -> int:
     import gradguard as gg
-    from gradguard.registry import rank_hp
+    from gradguard.registry import check_hp
 
     # As `compare`: hyper-parameters not given take the check values for this shape (rank 4 at most, and the block
     # sizes that tile d_in and d_out), since PEFT's defaults (GraLoRA's r = 32, C3A's block_size = 256) do not fit
@@ -77,10 +77,7 @@ def cmd_gradcheck(args) -> int:
     gg.info(args.adapter)  # an unknown name fails here, naming the argument
     if args.d_in < 1 or args.d_out < 1:
         raise gg.InputError(f"argument 'd_in'/'d_out': expected positive integers, got {args.d_in} x {args.d_out}")
-    given = _hp_pairs(args.hp)
-    param = gg.info(args.adapter)["rank_param"]
-    r = int(given[param]) if param and param in given else min(4, args.d_in, args.d_out)
-    hp = {**rank_hp(args.adapter, r, args.d_in, args.d_out), **given}
+    hp = check_hp(args.adapter, args.d_in, args.d_out, _hp_pairs(args.hp), min(4, args.d_in, args.d_out))
     res = gg.gradcheck(args.adapter, d_in=args.d_in, d_out=args.d_out, backend=args.backend, mode=args.mode,
                        seed=args.seed, n_rows=args.rows, four_point=args.four_point, **hp)
     _emit(res.to_json(), args.json, str(res))

@@ -15,7 +15,7 @@ from . import _C
 from ._table import table
 from .bridge import load_into_peft, make_peft_layer, peft_unsupported_reason
 from .peft_defects import known_peft_defect
-from .registry import info, rank_hp
+from .registry import check_hp, info
 
 BACKENDS = ("eigen", "torch", "cuda", "peft")
 CUDA_LOW_PRECISIONS = ("float32", "bfloat16", "float16")
@@ -76,12 +76,6 @@ def _pooled(cases: list[dict], run) -> dict[str, torch.Tensor]:
     return {k: torch.cat([o[k].reshape(-1).double() for o in outs]) for k in outs[0]}
 
 
-def _rank_or(name: str, hp: dict, default: int) -> int:
-    """The caller's rank where given (so block sizes are chosen for it), else ``default``."""
-    param = info(name)["rank_param"]
-    return int(hp[param]) if param and param in hp else default
-
-
 def compare(name: str, *, backends=BACKENDS, dtype: str = "float32", d_in: int = 11, d_out: int = 7,
             n_rows: int = 5, seed: int = 0, **hp) -> CompareResult:
     """Compare every requested backend with the Eigen float64 reference on the seeded cases seed, seed+1, ...
@@ -92,7 +86,7 @@ def compare(name: str, *, backends=BACKENDS, dtype: str = "float32", d_in: int =
     if dtype not in ("float32",):
         raise _C.InputError(f"argument 'dtype': expected 'float32' (the low precision of the CPU backends; the "
                             f"cuda backend adds bfloat16 and float16 by itself), got '{dtype}'")
-    hp = {**rank_hp(name, _rank_or(name, hp, min(3, d_in, d_out)), d_in, d_out), **hp}
+    hp = check_hp(name, d_in, d_out, hp, min(3, d_in, d_out))
     p64, plow = _C.policy("float64"), _C.policy(dtype)
     cases = [_C.make_case(name, d_in, d_out, n_rows, seed + i, hp) for i in range(plow["cases"])]
     case = cases[0]

@@ -27,3 +27,11 @@ def rank_hp(name: str, r: int, d_in: int, d_out: int) -> dict:
     plus the block sizes a ``d_in`` x ``d_out`` layer needs (GraLoRA's ``gralora_k``, ...): how generic code asks for
     "rank r at this shape" without knowing the parameters' names."""
     return dict(_C.rank_hyper(name, d_in, d_out, r))
+
+
+def check_hp(name: str, d_in: int, d_out: int, given: dict, default_rank: int) -> dict:
+    """The hyper-parameters a check runs with: ``given`` over the check values for this shape, chosen for the caller's
+    rank where ``given`` has one (so block sizes divide it), else for ``default_rank``."""
+    param = info(name)["rank_param"]
+    r = int(given[param]) if param and param in given else default_rank
+    return {**rank_hp(name, r, d_in, d_out), **given}
