@@ -65,7 +65,7 @@ from gradguard.bridge import from_peft, make_peft_layer
 from gradguard.atomic import write_json
 from gradguard.ops import AdapterLinear
 from gradguard.peft_defects import known_peft_defect
-from gradguard.registry import rank_hp
+from gradguard.registry import info, rank_hp
 
 THREADS = 2
 GRADCHECK_SHAPE = {"d_in": 8, "d_out": 8, "r": 2}
@@ -155,6 +155,24 @@ def _peft_params(layer: nn.Module, name: str) -> dict[str, nn.Parameter]:
     return out
 
 
+def bench_hp(name: str, r: int, d: int) -> dict:
+    """The hyper-parameters a benchmark runs ``name`` with at rank ``r`` on a d x d layer: PEFT's own defaults wherever
+    they fit the shape (OFT's 32-wide blocks, VB-LoRA's 256 x 256 bank), the check values of ``rank_hp`` (chosen to
+    keep small check shapes valid) only where a default does not fit."""
+    hp = rank_hp(name, r, d, d)
+    entry = info(name)
+    defaults = {h["name"]: h["default"] for h in entry["hyper"]}
+    for key in [k for k in hp if k != entry["rank_param"]]:
+        trial = {**hp, key: defaults[key]}
+        try:
+            _C.resolve_hyper(name, d, d, trial)
+        except _C.InputError:
+            continue
+        hp = trial
+    typed = _C.resolve_hyper(name, d, d, hp)  # the registry's types (integers as int), not the JSON defaults' floats
+    return {k: typed[k] for k in hp}
+
+
 def build_impls(preset: Preset, adapters: list[str], seed: int = 0) -> tuple[list[Impl], torch.Tensor, torch.Tensor]:
     torch.manual_seed(seed)
     base = nn.Linear(preset.d, preset.d, bias=True)
@@ -165,7 +183,7 @@ def build_impls(preset: Preset, adapters: list[str], seed: int = 0) -> tuple[lis
     impls = [Impl("base", None, "base", base, lambda: {})]
     for name in adapters:
         # each adapter wraps its own copy of the base: an adapter's init may rewrite it (KaSA truncates W's SVD)
-        layer = make_peft_layer(name, copy.deepcopy(base), rank_hp(name, preset.r, preset.d, preset.d))
+        layer = make_peft_layer(name, copy.deepcopy(base), bench_hp(name, preset.r, preset.d))
         layer.base_layer.weight.requires_grad_(False)
         layer.base_layer.bias.requires_grad_(False)
         pp = _peft_params(layer, name)
@@ -173,7 +191,7 @@ def build_impls(preset: Preset, adapters: list[str], seed: int = 0) -> tuple[lis
             for p in pp.values():
                 if not bool(p.ne(0).any()):
                     p.copy_(torch.randn_like(p) * 0.02)
-        hp = _C.resolve_hyper(name, preset.d, preset.d, rank_hp(name, preset.r, preset.d, preset.d))
+        hp = _C.resolve_hyper(name, preset.d, preset.d, bench_hp(name, preset.r, preset.d))
         impls.append(Impl(f"{name}/peft", name, "peft", layer,
                           lambda pp=pp: {k: p.grad for k, p in pp.items()}, hp))
         ggl = AdapterLinear.from_peft(layer)
@@ -294,7 +312,7 @@ def bench_preset(preset: Preset, adapters: list[str], reps: int, warmup: int, lo
               "base": _impl_stats(samples["base"], base_cost), "adapters": {}}
     base_s = samples["base"]
     for name in adapters:
-        hp = _C.resolve_hyper(name, d, d, rank_hp(name, r, d, d))
+        hp = _C.resolve_hyper(name, d, d, bench_hp(name, r, d))
         cost = dict(_C.cost(name, n, d, d, hp))
         entry = {"hp": hp, "cost": cost, "impls": {}, "ratios": {}, "overhead_over_base": {}, "validation": {}}
         for impl in impls:

@@ -54,7 +54,8 @@ nlohmann::json to_json(const AdapterInfo& info) {
                        {"peft_key", t.peft_key},
                        {"peft_init", t.peft_init},
                        {"zero_grad_at_init", t.zero_grad_at_init},
-                       {"optional", static_cast<bool>(t.present)}});
+                       {"optional", static_cast<bool>(t.present)},
+                       {"kind", t.kind == TensorKind::positions ? "positions" : "values"}});
   nlohmann::json backends = nlohmann::json::array();
   for (const auto& b : info.backends) backends.push_back({{"backend", b.backend}, {"dtypes", b.dtypes}, {"note", b.note}});
   nlohmann::json overrides = nlohmann::json::array();

@@ -26,6 +26,11 @@ const AdapterInfo& randlora_info();
 const AdapterInfo& c3a_info();
 const AdapterInfo& oft_info();
 const AdapterInfo& boft_info();
+const AdapterInfo& shira_info();
+const AdapterInfo& fourierft_info();
+const AdapterInfo& road_info();
+const AdapterInfo& vblora_info();
+const AdapterInfo& waveft_info();
 
 const std::vector<const AdapterInfo*>& registry() {
   static const std::vector<const AdapterInfo*> all = {&lora_info(),    &dora_info(),    &weight_lora_info(),
@@ -35,7 +40,8 @@ const std::vector<const AdapterInfo*>& registry() {
                                                       &hra_info(),    &delora_info(),
                                                       &gralora_info(),  &kasa_info(),
                                                       &randlora_info(), &c3a_info(),      &oft_info(),
-                                                      &boft_info()};
+                                                      &boft_info(),     &shira_info(),    &fourierft_info(), &road_info(),
+                                                      &vblora_info(),    &waveft_info()};
   return all;
 }
 
@@ -56,6 +62,31 @@ HyperParams rank_hyper(const AdapterInfo& info, const Dims& dims, int64_t r) {
   if (!info.rank_param.empty()) hp[info.rank_param] = static_cast<double>(r);
   if (info.shape_hyper) info.shape_hyper(dims, r, hp);
   return hp;
+}
+
+Dims check_dims(const AdapterInfo& info, Dims dims) {
+  if (info.fit_dims) info.fit_dims(dims);
+  return dims;
+}
+
+void validate_positions(const std::string& name, const Dims& dims, const double* values, int64_t n) {
+  const std::string arg = "tensors['" + name + "']";
+  const std::string expected = "whole-number positions: row indices in [0, d_out = " + std::to_string(dims.d_out) +
+                               ") in row 0, column indices in [0, d_in = " + std::to_string(dims.d_in) +
+                               ") in row 1, no (row, col) entry twice";
+  std::vector<std::pair<int64_t, int64_t>> entries(static_cast<size_t>(n));
+  for (int64_t k = 0; k < n; ++k) {
+    const double row = values[k], col = values[n + k];
+    const auto bad = [&](double v, int64_t bound) { return !(v >= 0 && v < double(bound) && v == std::floor(v)); };
+    if (bad(row, dims.d_out) || bad(col, dims.d_in))
+      throw InputError(arg, expected, "(" + std::to_string(row) + ", " + std::to_string(col) + ") at column " + std::to_string(k));
+    entries[size_t(k)] = {static_cast<int64_t>(row), static_cast<int64_t>(col)};
+  }
+  std::vector<std::pair<int64_t, int64_t>> sorted = entries;
+  std::sort(sorted.begin(), sorted.end());
+  const auto dup = std::adjacent_find(sorted.begin(), sorted.end());
+  if (dup != sorted.end())
+    throw InputError(arg, expected, "entry (" + std::to_string(dup->first) + ", " + std::to_string(dup->second) + ") twice");
 }
 
 static std::string join(const std::vector<std::string>& items) {
@@ -154,6 +185,10 @@ void validate_call(const AdapterInfo& info, const Dims& dims, const HyperParams&
                        "storage " + shape_str({it->second.rows(), it->second.cols()}));
     if (!it->second.allFinite())
       throw InputError("tensors['" + spec->name + "']", "finite values", "NaN or Inf");
+    if (spec->kind == TensorKind::positions) {
+      const Mat<double> v = it->second.template cast<double>();
+      validate_positions(spec->name, dims, v.data(), v.cols());
+    }
   }
   if (!x.allFinite()) throw InputError("x", "finite values", "NaN or Inf");
 }

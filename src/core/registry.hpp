@@ -28,6 +28,13 @@ struct HyperParamSpec {
 
 enum class TensorRole { frozen, trainable };
 
+// What a tensor holds. `positions`: a frozen (2, n) table of distinct entries of the (d_out, d_in) weight grid, row
+// indices in row 0 and column indices in row 1 (FourierFT's spectrum entries, SHiRA's sparse update), stored as whole
+// numbers in the tensor's floating-point type (exact below 2^24, so float32 holds any real layer's index). Seeded
+// cases draw distinct random entries; every call checks the values (validate_positions), since an index out of range
+// or a repeated entry would otherwise read out of bounds or silently change the maths (PEFT overwrites or sums).
+enum class TensorKind { values, positions };
+
 struct TensorSpec {
   std::string name;  // gradguard's name; equal to PEFT's attribute name where PEFT has one
   TensorRole role;
@@ -38,6 +45,7 @@ struct TensorSpec {
   std::string zero_grad_at_init;
   // Optional: whether the tensor exists for these hyper-parameters (e.g. lora_bias). Empty = always.
   std::function<bool(const HyperParams&)> present;
+  TensorKind kind = TensorKind::values;
 
   bool exists(const HyperParams& hp) const { return !present || present(hp); }
 };
@@ -92,8 +100,14 @@ struct AdapterInfo {
   void (*validate)(const Dims&, const HyperParams&) = nullptr;
   // Hyper-parameters a generic check must set for a case of these dims and rank r beyond the rank itself: block
   // counts and sizes that PEFT requires to divide d_in or d_out (GraLoRA's gralora_k, ...), chosen as the largest
-  // block structure the shape allows so that odd and prime shapes still run. Null when the rank alone suffices.
+  // block structure the shape allows so that odd and prime shapes still run; and sizes that keep a check case small
+  // and valid (SHiRA's rank where r (d_in + d_out) entries would not fit, VB-LoRA's bank). Null when the rank alone
+  // suffices.
   void (*shape_hyper)(const Dims&, int64_t r, HyperParams&) = nullptr;
+  // Generic checks run every adapter at the same few shapes (aligned, odd/prime, rank 1); an adapter that cannot
+  // take some widths at all (RoAd pairs output rows, so d_out must be even) moves a shape to the nearest one it
+  // accepts. Null when every shape is fine. Use check_dims(), never the shape as given, for a generic case.
+  void (*fit_dims)(Dims&) = nullptr;
   // Sets every Kind::derived hyper-parameter from the dims and the others (after validate). Null when there are none.
   void (*derive)(const Dims&, HyperParams&) = nullptr;
   EigenImpl<double> eigen64;
@@ -126,6 +140,13 @@ std::vector<std::string> adapter_names();
 // {rank_param: r} for an adapter with a rank hyper-parameter ({} for one without) plus what shape_hyper sets: how
 // generic checks ask for "rank r at this shape" without knowing the parameters' names.
 HyperParams rank_hyper(const AdapterInfo& info, const Dims& dims, int64_t r);
+
+// The dims a generic check runs the adapter at for a requested shape (AdapterInfo::fit_dims; unchanged without one).
+Dims check_dims(const AdapterInfo& info, Dims dims);
+
+// Throws InputError naming tensors['<name>'] unless `values` (2 x n, row-major) are whole numbers, row indices in
+// [0, d_out), column indices in [0, d_in), and no (row, col) entry repeats (TensorKind::positions).
+void validate_positions(const std::string& name, const Dims& dims, const double* values, int64_t n);
 
 // Defaults from the registry overlaid with `given`; throws InputError on unknown names, non-integers for integer
 // hyper-parameters, flags other than 0/1, non-positive sizes, and whatever the adapter's own validate() rejects.

@@ -3,6 +3,9 @@
 #include <ATen/ATen.h>
 #include <torch/autograd.h>
 
+#include <mutex>
+#include <vector>
+
 #include "core/cuda_backend.hpp"
 #include "core/errors.hpp"
 
@@ -26,6 +29,11 @@ const TorchImpl& randlora_torch();
 const TorchImpl& c3a_torch();
 const TorchImpl& oft_torch();
 const TorchImpl& boft_torch();
+const TorchImpl& shira_torch();
+const TorchImpl& fourierft_torch();
+const TorchImpl& road_torch();
+const TorchImpl& vblora_torch();
+const TorchImpl& waveft_torch();
 
 const TorchImpl& torch_impl(const AdapterInfo& info) {
   // The torch half of the registry: one line per adapter, beside the core table in registry.cpp.
@@ -48,6 +56,11 @@ const TorchImpl& torch_impl(const AdapterInfo& info) {
       {"c3a", &c3a_torch()},
       {"oft", &oft_torch()},
       {"boft", &boft_torch()},
+      {"shira", &shira_torch()},
+      {"fourierft", &fourierft_torch()},
+      {"road", &road_torch()},
+      {"vblora", &vblora_torch()},
+      {"waveft", &waveft_torch()},
   };
   auto it = table.find(info.name);
   if (it == table.end()) throw NotImplemented("not implemented: " + info.name + " (torch)");
@@ -94,6 +107,52 @@ static void validate_backend_dtype(const at::Tensor& x, const std::string& backe
   if (!wide) throw InputError("x", "dtype float32 or float64 on the torch backend", std::string(c10::toString(st)));
 }
 
+namespace {
+
+// Index tables are frozen and come back on every call (each layer's table once per forward of a training step):
+// the tables already checked are remembered by their storage, offset, layout and version counter, so a step pays the
+// host copy and the sort once per table, and any write to a table (which bumps its version) has it checked again.
+// A weak reference pins the storage's identity: while an entry lives, a freed table's storage cannot be reused by a
+// new tensor, so a new table is always checked.
+struct CheckedTable {
+  c10::weak_intrusive_ptr<c10::StorageImpl> storage;
+  int64_t offset, version;
+  std::vector<int64_t> sizes, strides;
+  at::ScalarType dtype;
+  Dims dims;
+
+  bool same(const at::Tensor& v, const Dims& d) const {
+    const auto alive = storage.lock();
+    return alive.get() == v.storage().unsafeGetStorageImpl() && offset == v.storage_offset() &&
+           version == v._version() && dtype == v.scalar_type() && sizes == v.sizes().vec() &&
+           strides == v.strides().vec() && dims.d_in == d.d_in && dims.d_out == d.d_out;
+  }
+};
+
+std::mutex checked_tables_mutex;
+std::vector<CheckedTable> checked_tables;  // small: one entry per adapted layer that has a table
+constexpr size_t kMaxCheckedTables = 4096;
+
+void validate_positions_once(const std::string& name, const Dims& dims, const at::Tensor& v) {
+  if (!v.has_storage()) {  // e.g. a meta tensor: nothing to read, and nothing the op could compute with either
+    throw InputError("tensors['" + name + "']", "a tensor with data", "one without storage");
+  }
+  {
+    std::lock_guard<std::mutex> lock(checked_tables_mutex);
+    for (const auto& entry : checked_tables)
+      if (entry.same(v, dims)) return;
+  }
+  const at::Tensor host = v.to(at::kCPU, at::kDouble).contiguous();
+  validate_positions(name, dims, host.data_ptr<double>(), host.size(1));
+  std::lock_guard<std::mutex> lock(checked_tables_mutex);
+  std::erase_if(checked_tables, [](const CheckedTable& e) { return e.storage.expired(); });
+  if (checked_tables.size() >= kMaxCheckedTables) checked_tables.erase(checked_tables.begin());
+  checked_tables.push_back({v.storage().getWeakStorageImpl(), v.storage_offset(), v._version(), v.sizes().vec(),
+                            v.strides().vec(), v.scalar_type(), dims});
+}
+
+}  // namespace
+
 Dims validate_torch_call(const AdapterInfo& info, const at::Tensor& x, const TorchTensors& t, const HyperParams& hp,
                          const std::string& backend) {
   const Dims dims = dims_from_weight(t);
@@ -110,11 +169,16 @@ Dims validate_torch_call(const AdapterInfo& info, const at::Tensor& x, const Tor
     const at::Tensor& v = it->second;
     if (Shape(v.sizes().begin(), v.sizes().end()) != expected)
       throw InputError("tensors['" + spec->name + "']", "shape " + shape_str(expected), shape_of(v));
-    if (v.scalar_type() != x.scalar_type())
-      throw InputError("tensors['" + spec->name + "']", std::string("dtype ") + c10::toString(x.scalar_type()) + " (the dtype of x)",
+    const bool positions = spec->kind == TensorKind::positions;
+    // Positions may keep an integer dtype (PEFT's int32/int64; any integral type is range-checked below): they are
+    // read as indices, never differentiated.
+    if (v.scalar_type() != x.scalar_type() && !(positions && at::isIntegralType(v.scalar_type(), false)))
+      throw InputError("tensors['" + spec->name + "']", std::string("dtype ") + c10::toString(x.scalar_type()) +
+                           " (the dtype of x)" + (positions ? " or an integer dtype" : ""),
                        c10::toString(v.scalar_type()));
     if (v.device() != x.device())
       throw InputError("tensors['" + spec->name + "']", "device " + x.device().str() + " (the device of x)", v.device().str());
+    if (positions) validate_positions_once(spec->name, dims, v);
   }
   return dims;
 }

@@ -132,6 +132,11 @@ PYBIND11_MODULE(_C, m) {
     }
     return d;
   }, py::arg("name"), py::arg("d_in"), py::arg("d_out"), py::arg("r"));
+  m.def("check_dims", [](const std::string& name, int64_t d_in, int64_t d_out) {
+    const Dims d = check_dims(find_adapter(name), {d_in, d_out});
+    return py::make_tuple(d.d_in, d.d_out);
+  }, py::arg("name"), py::arg("d_in"), py::arg("d_out"),
+     "(d_in, d_out) a generic check runs the adapter at for this requested shape (RoAd needs an even d_out).");
   m.def("known_peft_defect", [](const std::string& name, const std::string& tensor, const py::dict& hp) -> py::object {
     const auto& info = find_adapter(name);
     const PeftDefect* d = known_peft_defect(info, tensor, to_hyper(hp));

@@ -63,6 +63,7 @@ inline Differentiable plant(Differentiable f, Plant p, const AdapterCase<double>
 struct ShapeCase {
   const char* label;
   int64_t n, d_in, d_out, r;
+  Dims dims(const AdapterInfo& info) const { return check_dims(info, {d_in, d_out}); }  // the adapter's nearest
 };
 inline const ShapeCase kShapes[] = {{"aligned", 4, 8, 8, 2}, {"odd_prime", 3, 7, 5, 3}, {"rank1", 2, 5, 3, 1}};
 

@@ -16,9 +16,9 @@ TEST_P(EigenGradcheck, AnalyticBackwardMatchesFiniteDifferences) {
   const auto& [name, mode] = GetParam();
   const AdapterInfo& info = find_adapter(name);
   for (const auto& shape : test::kShapes) {
-    for (const auto& [variant, hp] : test::flag_variants(info, {shape.d_in, shape.d_out}, shape.r)) {
+    for (const auto& [variant, hp] : test::flag_variants(info, shape.dims(info), shape.r)) {
       SCOPED_TRACE(std::string(shape.label) + " / " + variant);
-      const auto c = make_case(info, {shape.d_in, shape.d_out}, hp, shape.n, 7);
+      const auto c = make_case(info, shape.dims(info), hp, shape.n, 7);
       const GradcheckResult r = gradcheck(eigen_differentiable(info, c), policy_options(info, mode, 7));
       for (const auto& t : r.tensors) EXPECT_TRUE(t.ok) << t.name << " worst " << t.worst << " budget " << t.budget_used;
       EXPECT_EQ(r.tensors.size(), 1 + info.trainable(c.hp).size());  // x and every trainable tensor were checked
@@ -34,7 +34,7 @@ TEST_P(PlantedBug, IsCaught) {
   const AdapterInfo& info = find_adapter(name);
   for (const auto& shape : test::kShapes) {
     SCOPED_TRACE(shape.label);
-    const auto c = make_case(info, {shape.d_in, shape.d_out}, rank_hyper(info, {shape.d_in, shape.d_out}, shape.r), shape.n, 11);
+    const auto c = make_case(info, shape.dims(info), rank_hyper(info, shape.dims(info), shape.r), shape.n, 11);
     const Differentiable healthy = eigen_differentiable(info, c);
     const size_t k = test::planted_input(healthy, bug);
     if (bug == Plant::transposed) ASSERT_TRUE(test::transposable(healthy.inputs[k])) << healthy.inputs[k].name;

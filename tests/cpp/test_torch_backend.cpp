@@ -24,9 +24,9 @@ TEST_P(TorchGradcheck, AnalyticBackwardMatchesFiniteDifferences) {
   const auto& [name, mode] = GetParam();
   const AdapterInfo& info = find_adapter(name);
   for (const auto& shape : test::kShapes)
-    for (const auto& [variant, hp] : test::flag_variants(info, {shape.d_in, shape.d_out}, shape.r)) {
+    for (const auto& [variant, hp] : test::flag_variants(info, shape.dims(info), shape.r)) {
       SCOPED_TRACE(std::string(shape.label) + " / " + variant);
-      const auto c = make_case(info, {shape.d_in, shape.d_out}, hp, shape.n, 13);
+      const auto c = make_case(info, shape.dims(info), hp, shape.n, 13);
       const GradcheckResult r = gradcheck(torch_differentiable(info, c), policy_options(info, mode, 13));
       for (const auto& t : r.tensors) EXPECT_TRUE(t.ok) << t.name << " worst " << t.worst;
     }
@@ -35,7 +35,8 @@ TEST_P(TorchGradcheck, AnalyticBackwardMatchesFiniteDifferences) {
 TEST_P(TorchGradcheck, PlantedBugsAreCaught) {
   const auto& [name, mode] = GetParam();
   const AdapterInfo& info = find_adapter(name);
-  const auto c = make_case(info, {7, 5}, rank_hyper(info, {7, 5}, 3), 3, 17);
+  const Dims dims = check_dims(info, {7, 5});
+  const auto c = make_case(info, dims, rank_hyper(info, dims, 3), 3, 17);
   for (Plant bug : {Plant::wrong_scale, Plant::transposed, Plant::dropped_term}) {
     SCOPED_TRACE(test::to_string(bug));
     const Differentiable healthy = torch_differentiable(info, c);
@@ -145,12 +146,13 @@ TEST_P(TorchOp, BadInputNamesTheArgument) {
 
 TEST_P(TorchOp, AgreesWithEigenReference) {
   const AdapterInfo& info = find_adapter(GetParam());
-  for (const auto& [variant, hp] : test::flag_variants(info, {11, 7}, 3)) {
+  const Dims dims = check_dims(info, {11, 7});
+  for (const auto& [variant, hp] : test::flag_variants(info, dims, 3)) {
     SCOPED_TRACE(variant);
     // float64: each case on its own; low precision: the policy's budget over low_precision_cases pooled cases.
     std::vector<BackendRun> ref, t32, naive32, e32;
     for (uint64_t seed = 19; seed < 19 + tolerance::low_precision_cases; ++seed) {
-      const auto c = make_case(info, {11, 7}, hp, 5, seed);
+      const auto c = make_case(info, dims, hp, 5, seed);
       const Mat<double> dy = make_upstream(c, seed);
       ref.push_back(run_eigen(info, c, "float64", dy));
       const BackendRun t64 = run_torch(info, c, "float64", dy, false);

@@ -6,7 +6,7 @@ from torch import nn
 
 import gradguard as gg
 from gradguard.bridge import load_into_peft, make_peft_layer
-from gradguard.registry import rank_hp
+from gradguard.registry import check_dims, rank_hp
 
 MODES = ["fast", "full"]
 
@@ -15,11 +15,12 @@ MODES = ["fast", "full"]
 @pytest.mark.parametrize("backend", ["eigen", "torch"])
 @pytest.mark.parametrize("name", gg.adapters())
 def test_registry_gradcheck_passes(name, backend, mode):
-    res = gg.gradcheck(name, d_in=7, d_out=5, backend=backend, mode=mode, **rank_hp(name, 3, 7, 5))
+    d_in, d_out = check_dims(name, 7, 5)  # the odd/prime shape, or the nearest the adapter takes (RoAd: d_out 6)
+    res = gg.gradcheck(name, d_in=d_in, d_out=d_out, backend=backend, mode=mode, **rank_hp(name, 3, d_in, d_out))
     assert res.ok, str(res)
     assert {t["name"] for t in res.tensors} >= {"x"}
     # x plus every trainable tensor present at these dims and hyper-parameters (LoKr's factored sides depend on both)
-    present = gg._C.tensor_shapes(name, 7, 5, gg._C.resolve_hyper(name, 7, 5, rank_hp(name, 3, 7, 5)))
+    present = gg._C.tensor_shapes(name, d_in, d_out, gg._C.resolve_hyper(name, d_in, d_out, rank_hp(name, 3, d_in, d_out)))
     trainable = [t["name"] for t in gg.info(name)["tensors"] if t["role"] == "trainable" and t["name"] in present]
     assert sorted(t["name"] for t in res.tensors) == sorted(["x"] + trainable)
 

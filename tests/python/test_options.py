@@ -29,6 +29,19 @@ ROWS = [
     # BOFT's butterflies (m > 1): permutations between the factors; PEFT expresses them only with its CUDA extension
     ("boft", 8, 5, {"boft_block_size": 2, "boft_n_butterfly_factor": 2}),
     ("boft", 16, 6, {"boft_block_size": 4, "boft_n_butterfly_factor": 3}),
+    # RoAd's other layouts (the generic shapes run road_1): one angle per output, and separate cos/sin sides; a
+    # group that is not the whole width
+    ("road", 7, 8, {"variant": 2, "group_size": 4}),
+    ("road", 5, 12, {"variant": 4, "group_size": 6}),
+    ("road", 6, 12, {"variant": 1, "group_size": 4}),
+    # VB-LoRA mixing one and three bank vectors from a small bank, tiles of 3 and 4 (the generic shapes: k = 2 of 256)
+    ("vblora", 6, 9, {"r": 2, "vector_length": 3, "topk": 1}),
+    ("vblora", 8, 12, {"r": 2, "vector_length": 4, "topk": 3, "num_vectors": 5}),
+    # FourierFT with every spectrum entry and another scaling; SHiRA with every weight entry trainable
+    ("fourierft", 6, 5, {"n_frequency": 30, "scaling": 7.5}),
+    ("shira", 6, 6, {"r": 3}),
+    # WaveFT with every grid entry a Haar coefficient on odd widths (the padded grid's quadrants all reached)
+    ("waveft", 9, 7, {"n_frequency": 63, "scaling": 3.0}),
 ]
 
 

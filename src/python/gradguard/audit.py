@@ -19,7 +19,7 @@ from .compare import compare
 from .flow import check
 from .gradcheck import gradcheck
 from .models import LLAMA_COMMON_DIMS, LLAMA_LINEARS, llama_batch, tiny_llama
-from .registry import adapters, info, rank_hp
+from .registry import adapters, check_dims, info, rank_hp
 
 # Shapes every gradcheck runs at (numerics policy: aligned, odd/prime, rank 1): (label, N, d_in, d_out, r); r goes
 # to the adapter's rank hyper-parameter (registry rank_param), if it has one.
@@ -50,6 +50,7 @@ def _gradchecks(name: str) -> list[dict]:
     for backend in BACKENDS:
         for mode in MODES:
             for label, n, d_in, d_out, r in SHAPES:
+                d_in, d_out = check_dims(name, d_in, d_out)
                 for variant, hp in flag_variants(name):
                     res = gradcheck(name, d_in=d_in, d_out=d_out, backend=backend, mode=mode, n_rows=n,
                                     **rank_hp(name, r, d_in, d_out), **hp)

@@ -439,18 +439,19 @@ def _numerics(report: AuditPeftReport, tname: str) -> None:
     tuner, at the strict float64 policy (a registry tolerance override marks the deviation as known, not absent)."""
     from .bridge import peft_unsupported_reason
     from .compare import _run_peft
-    from .registry import adapters, info, rank_hp
+    from .registry import adapters, check_dims, info, rank_hp
 
     p64 = _C.policy("float64")
     for name in adapters():
         entry = info(name)
         if entry["peft_type"] != tname:
             continue
-        given = {**rank_hp(name, 3, 11, 7), **({"exact_gradient": False} if name == "dora" else {})}
+        d_in, d_out = check_dims(name, 11, 7)
+        given = {**rank_hp(name, 3, d_in, d_out), **({"exact_gradient": False} if name == "dora" else {})}
         rows: dict[str, list[float]] = {}
         compared = False
         for seed in (0, 1):  # a deviation counts only when a second seed shows it too
-            case = _C.make_case(name, 11, 7, 5, seed, given)
+            case = _C.make_case(name, d_in, d_out, 5, seed, given)
             if peft_unsupported_reason(name, case["hp"]):
                 break
             ref = _C.run_backend(name, "eigen", "float64", case["x"], case["tensors"], case["dy"], case["hp"])

@@ -25,7 +25,9 @@ class _PeftSide:
     matches: Callable[[nn.Module, str], bool]
     # Why PEFT cannot express these hyper-parameters (None when it can).
     unsupported: Callable[[dict], str | None] = lambda hp: None
-    init_flag: str = "init_lora_weights"  # the config field that switches PEFT's default initialisation on/off
+    # The config field that switches PEFT's default initialisation on/off; None where the config has none (VB-LoRA:
+    # its init is always random).
+    init_flag: str | None = "init_lora_weights"
 
 
 def _lora_config(hp: dict, use_dora: bool, **extra):
@@ -240,6 +242,99 @@ def _boft_unsupported(hp: dict) -> str | None:
             "boft_n_butterfly_factor to 1); gradguard compares PEFT's layer on the CPU")
 
 
+def _shira_config(hp: dict, **extra):
+    from peft import ShiraConfig
+
+    return ShiraConfig(r=hp["r"], mask_type="random", **extra)
+
+
+def _shira_layer():
+    """PEFT's shira.Linear takes its mask as an argument: drawn here as ShiraModel draws it (the config's mask_fn,
+    the random mask seeded with random_seed)."""
+    from peft.tuners.shira.layer import Linear
+    from peft.tuners.shira.mask_functions import random_mask
+
+    def make(base: nn.Linear, adapter: str, config, r: int):
+        return Linear(base, random_mask(base, r, random_seed=config.random_seed), adapter, config=config, r=r)
+    return make
+
+
+def _is_peft_shira(layer: nn.Module, adapter: str) -> bool:
+    from peft.tuners.shira.layer import Linear
+
+    if type(layer) is not Linear:
+        return False
+    scale = float(layer.scaling[adapter])
+    if scale != 1.0:
+        raise _C.InputError(f"argument 'layer': expected a SHiRA layer at scale 1 (training; gradguard's shira has no "
+                            f"scale), got scale {scale:g} from set_scale")
+    return True
+
+
+def _fourierft_config(hp: dict, **extra):
+    from peft import FourierFTConfig
+
+    return FourierFTConfig(n_frequency=hp["n_frequency"], scaling=hp["scaling"], **extra)
+
+
+def _waveft_config(hp: dict, **extra):
+    from peft import WaveFTConfig
+
+    return WaveFTConfig(n_frequency=hp["n_frequency"], scaling=hp["scaling"], use_idwt=hp["use_idwt"],
+                        wavelet_family="db1", **extra)
+
+
+_HAAR = ("db1", "haar")  # the wavelet gradguard's waveft implements (PEFT's default)
+
+
+def _is_peft_waveft(layer: nn.Module, adapter: str) -> bool:
+    from peft.tuners.waveft import WaveFTLinear
+
+    if type(layer) is not WaveFTLinear:
+        return False
+    family = str(layer.waveft_wavelet_family[adapter])
+    if layer.waveft_use_idwt[adapter] and family.lower() not in _HAAR:
+        raise _C.InputError(f"argument 'layer': expected a WaveFT layer with the Haar wavelet (wavelet_family 'db1', "
+                            f"PEFT's default: the one gradguard implements), got '{family}'")
+    return True
+
+
+def _road_config(hp: dict, **extra):
+    from peft import RoadConfig
+
+    return RoadConfig(variant=f"road_{hp['variant']}", group_size=hp["group_size"], **extra)
+
+
+def _vblora_config(hp: dict, **extra):
+    from peft import VBLoRAConfig
+
+    return VBLoRAConfig(r=hp["r"], num_vectors=hp["num_vectors"], vector_length=hp["vector_length"], topk=hp["topk"],
+                        vblora_dropout=0.0, **extra)
+
+
+def _vblora_layer():
+    """PEFT's vblora.Linear takes the model-wide vector bank (a ParameterDict) as an argument: drawn here as
+    VBLoRAModel draws it (uniform within init_vector_bank_bound)."""
+    from peft.tuners.vblora import Linear
+
+    def make(base: nn.Linear, adapter: str, config, r: int):
+        bank = torch.empty(config.num_vectors, config.vector_length)
+        nn.init.uniform_(bank, -config.init_vector_bank_bound, config.init_vector_bank_bound)
+        return Linear(base, nn.ParameterDict({adapter: nn.Parameter(bank)}), adapter, config=config, r=r)
+    return make
+
+
+def _is_peft_vblora(layer: nn.Module, adapter: str) -> bool:
+    from peft.tuners.vblora import Linear
+
+    if type(layer) is not Linear:
+        return False
+    if not isinstance(layer.vblora_dropout[adapter], nn.Identity):
+        raise _C.InputError("argument 'layer': expected a VB-LoRA layer with vblora_dropout = 0 (gradguard checks the "
+                            "dropout-free layer), got a dropout module")
+    return True
+
+
 def _peft_class(module: str, cls: str):
     def get():
         import importlib
@@ -294,6 +389,18 @@ _PEFT_SIDE: dict[str, _PeftSide] = {
                      _is(_peft_class("peft.tuners.oft", "Linear")), init_flag="init_weights"),
     "boft": _PeftSide(_boft_config, _peft_class("peft.tuners.boft.layer", "Linear"), lambda hp, config: dict(),
                       _is(_peft_class("peft.tuners.boft.layer", "Linear")), _boft_unsupported, init_flag="init_weights"),
+    "shira": _PeftSide(_shira_config, _shira_layer, lambda hp, config: dict(r=hp["r"]), _is_peft_shira,
+                       init_flag="init_weights"),
+    "fourierft": _PeftSide(_fourierft_config, _peft_class("peft.tuners.fourierft", "FourierFTLinear"),
+                           lambda hp, config: dict(n_frequency=hp["n_frequency"]),
+                           _is(_peft_class("peft.tuners.fourierft", "FourierFTLinear")), init_flag="init_weights"),
+    "waveft": _PeftSide(_waveft_config, _peft_class("peft.tuners.waveft", "WaveFTLinear"),
+                        lambda hp, config: dict(n_frequency=hp["n_frequency"]), _is_peft_waveft,
+                        init_flag="init_weights"),
+    "road": _PeftSide(_road_config, _peft_class("peft.tuners.road.layer", "Linear"), lambda hp, config: dict(),
+                      _is(_peft_class("peft.tuners.road.layer", "Linear")), init_flag="init_weights"),
+    "vblora": _PeftSide(_vblora_config, _vblora_layer, lambda hp, config: dict(r=hp["r"]), _is_peft_vblora,
+                        init_flag=None),
     "lokr": _PeftSide(_lokr_config, _peft_class("peft.tuners.lokr", "Linear"),
                       lambda hp, config: dict(r=hp["r"], alpha=hp["alpha"]),
                       _is(_peft_class("peft.tuners.lokr", "Linear")), init_flag="init_weights"),
@@ -323,7 +430,7 @@ def peft_config(name: str, hp: dict, d_in: int = 32, d_out: int = 32, init_weigh
     ``config_kwargs`` go to the config (target_modules, ...). ``init_weights`` sets the adapter's own init switch
     (init_lora_weights, init_ia3_weights, ...): False gives every factor a random non-zero value."""
     side = _side(name)
-    if init_weights is not None:
+    if init_weights is not None and side.init_flag is not None:
         config_kwargs[side.init_flag] = init_weights
     return side.config(_C.resolve_hyper(name, d_in, d_out, hp), **config_kwargs)
 
@@ -332,7 +439,7 @@ def make_peft_layer(name: str, base: nn.Linear, hp: dict, adapter: str = "defaul
     """PEFT's own layer for adapter ``name`` around ``base`` (nn.Linear), with PEFT's default init."""
     side = _side(name)
     hp = _C.resolve_hyper(name, base.in_features, base.out_features, hp)
-    config = side.config(hp, **{side.init_flag: True})
+    config = side.config(hp, **({side.init_flag: True} if side.init_flag else {}))
     return side.layer()(base, adapter, config=config, **side.layer_kwargs(hp, config))
 
 
@@ -352,7 +459,13 @@ def fit(t: torch.Tensor, shape) -> torch.Tensor:
 def _peft_tensor(layer: nn.Module, key: str) -> torch.Tensor | None:
     state = dict(layer.named_parameters())
     state.update(dict(layer.named_buffers()))
-    return state.get(key)
+    if key in state:
+        return state[key]
+    # Tensors PEFT keeps in a plain dict on the layer, outside its state_dict (FourierFT's `indices`, WaveFT's
+    # `waveft_indices`, SHiRA's `shira_indices`): "attribute.adapter".
+    attr, _, adapter = key.rpartition(".")
+    table = getattr(layer, attr, None)
+    return table.get(adapter) if isinstance(table, dict) else None
 
 
 def _active_adapter(layer: nn.Module) -> str:
@@ -431,6 +544,16 @@ def _lokr_decompose_factor(layer: nn.Module, adapter: str) -> int:
                         f"for a {base.out_features}x{base.in_features} base weight")
 
 
+def _prefixed(layer: nn.Module, prefixes: tuple[str, ...], field: str) -> dict:
+    """The per-adapter dict ``<prefix>_<field>`` of whichever prefix the layer has."""
+    for prefix in prefixes:
+        table = getattr(layer, f"{prefix}_{field}", None)
+        if table is not None:
+            return table
+    raise _C.InputError(f"argument 'layer': expected one of {[f'{p}_{field}' for p in prefixes]} on "
+                        f"{type(layer).__name__}, found none")
+
+
 # How each registry hyper-parameter is read off a live PEFT layer, by name: one line per name, shared by every adapter
 # that has it (an adapter's hyper-parameters are the registry's, so nothing here is per adapter).
 _HYPER_FROM_LAYER: dict[str, Callable[[nn.Module, str], object]] = {
@@ -453,6 +576,15 @@ _HYPER_FROM_LAYER: dict[str, Callable[[nn.Module, str], object]] = {
     "boft_n_butterfly_factor": lambda layer, a: int(layer.boft_R[a].shape[0]),
     "gralora_k": lambda layer, a: int(layer.gralora_k[a]),
     "hybrid_r": lambda layer, a: int(layer.hybrid_r[a]),
+    # FourierFT's and WaveFT's coefficient count and factor, each layer keeping them under its own prefix
+    "n_frequency": lambda layer, a: int(_prefixed(layer, ("fourierft", "waveft"), "n_frequency")[a]),
+    "scaling": lambda layer, a: float(_prefixed(layer, ("fourierft", "waveft"), "scaling")[a]),
+    "use_idwt": lambda layer, a: bool(layer.waveft_use_idwt[a]),
+    "variant": lambda layer, a: int(str(layer.variant[a]).removeprefix("road_")),
+    "group_size": lambda layer, a: int(layer.group_size[a]),
+    "num_vectors": lambda layer, a: int(layer.vblora_vector_bank[a].shape[0]),
+    "vector_length": lambda layer, a: int(layer.vblora_vector_bank[a].shape[1]),
+    "topk": lambda layer, a: int(layer.topk[a]),
     "decompose_both": _lokr_decompose_both,
     "decompose_factor": _lokr_decompose_factor,
 }
@@ -471,6 +603,14 @@ def _hyper_from_layer(name: str, layer: nn.Module, adapter: str) -> dict:
     return hp
 
 
+def _linear_base(layer: nn.Module) -> nn.Linear:
+    base = layer.get_base_layer()
+    if not isinstance(base, nn.Linear):
+        raise _C.InputError(f"argument 'layer': expected a PEFT layer around nn.Linear (the layer type the registry "
+                            f"covers today), got one around {type(base).__module__}.{type(base).__name__}")
+    return base
+
+
 def from_peft(layer: nn.Module, adapter: str | None = None) -> tuple[str, dict, dict[str, torch.Tensor]]:
     """Read a live PEFT layer: ``(adapter name in the registry, hyper-parameters, {tensor name: tensor})``.
 
@@ -478,6 +618,7 @@ def from_peft(layer: nn.Module, adapter: str | None = None) -> tuple[str, dict, 
     zeros when the base layer has none.
     """
     adapter = adapter or _active_adapter(layer)
+    _linear_base(layer)
     name = _identify(layer, adapter)
     hp = _hyper_from_layer(name, layer, adapter)
     return name, hp, {k: v.detach() for k, v in layer_tensors(layer, adapter, name, hp).items()}
@@ -486,7 +627,7 @@ def from_peft(layer: nn.Module, adapter: str | None = None) -> tuple[str, dict, 
 def layer_sources(layer: nn.Module, adapter: str, name: str, hp: dict) -> dict[str, tuple[torch.Tensor, tuple]]:
     """{registry name: (the PEFT layer's own tensor, the registry's shape for it)} for every present tensor; the base
     bias is absent when the base layer has none. InputError when another tensor is missing."""
-    base = layer.get_base_layer()
+    base = _linear_base(layer)
     shapes = _C.tensor_shapes(name, base.in_features, base.out_features, hp)
     out = {}
     for spec in info(name)["tensors"]:
@@ -495,6 +636,9 @@ def layer_sources(layer: nn.Module, adapter: str, name: str, hp: dict) -> dict[s
         t = _peft_tensor(layer, spec["peft_key"].replace("{adapter}", adapter))
         if t is None and spec["name"] != "bias":
             raise _C.InputError(f"argument 'layer': expected PEFT tensor '{spec['peft_key']}' for {name}, not found")
+        if t is not None and spec["kind"] == "positions" and t.device != base.weight.device:
+            # PEFT keeps index tables in plain dicts that .to()/.cuda() do not move (it moves them per call)
+            t = t.to(base.weight.device)
         if t is not None:
             out[spec["name"]] = (t, tuple(shapes[spec["name"]]))
     return out

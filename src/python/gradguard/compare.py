@@ -15,7 +15,7 @@ from . import _C
 from ._table import table
 from .bridge import load_into_peft, make_peft_layer, peft_unsupported_reason
 from .peft_defects import known_peft_defect
-from .registry import check_hp, info
+from .registry import check_dims, check_hp, info
 
 BACKENDS = ("eigen", "torch", "cuda", "peft")
 CUDA_LOW_PRECISIONS = ("float32", "bfloat16", "float16")
@@ -76,10 +76,14 @@ def _pooled(cases: list[dict], run) -> dict[str, torch.Tensor]:
     return {k: torch.cat([o[k].reshape(-1).double() for o in outs]) for k in outs[0]}
 
 
-def compare(name: str, *, backends=BACKENDS, dtype: str = "float32", d_in: int = 11, d_out: int = 7,
-            n_rows: int = 5, seed: int = 0, **hp) -> CompareResult:
+def compare(name: str, *, backends=BACKENDS, dtype: str = "float32", d_in: int | None = None,
+            d_out: int | None = None, n_rows: int = 5, seed: int = 0, **hp) -> CompareResult:
     """Compare every requested backend with the Eigen float64 reference on the seeded cases seed, seed+1, ...
-    (the policy's number of cases, pooled: a tensor's max error is taken over all of them)."""
+    (the policy's number of cases, pooled: a tensor's max error is taken over all of them). The shape defaults to
+    11 x 7 (odd, prime), or the nearest the adapter can take (RoAd: an even d_out)."""
+    default_in, default_out = check_dims(name, 11, 7)
+    d_in = default_in if d_in is None else d_in
+    d_out = default_out if d_out is None else d_out
     for b in backends:
         if b not in BACKENDS:
             raise _C.InputError(f"argument 'backends': expected a subset of {list(BACKENDS)}, got '{b}'")

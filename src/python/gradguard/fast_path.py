@@ -76,6 +76,9 @@ def _fused_forward(layer: nn.Module, name: str, adapter: str, hp: dict, backend:
 
     def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         weight = by_name["weight"][0]
+        for k, (t, shape) in list(by_name.items()):
+            if t.device != weight.device:  # an index table in a plain dict that the model's .to() did not move:
+                by_name[k] = (t.to(weight.device), shape)  # moved once and kept (the op checks it once, by identity)
         tensors = {k: fit(t, shape) for k, (t, shape) in by_name.items()}
         if no_bias:
             tensors["bias"] = torch.zeros(weight.shape[0], dtype=weight.dtype, device=weight.device)

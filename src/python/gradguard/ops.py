@@ -25,29 +25,41 @@ def cuda_status() -> dict:
 
 class AdapterLinear(nn.Module):
     """A base nn.Linear plus adapter ``name``, computed by gradguard's torch backend. Trainable tensors are
-    nn.Parameters named as in the registry; the base weight and bias are frozen buffers."""
+    nn.Parameters named as in the registry; a given nn.Parameter is used as it is, not copied (in its own shape when
+    that differs from the registry's with the same size, e.g. PEFT's (d_out, 1) IA3 vector), so a parameter shared
+    with other modules stays shared. The base weight, bias and other frozen tensors are buffers (copies)."""
 
     def __init__(self, name: str, tensors: dict[str, torch.Tensor], hp: dict):
         super().__init__()
         self.adapter = name
         weight = tensors["weight"]
         self.hp = _C.resolve_hyper(name, weight.shape[1], weight.shape[0], hp)
+        self._shapes = {k: tuple(v) for k, v in _C.tensor_shapes(name, weight.shape[1], weight.shape[0], self.hp).items()}
         roles = {t["name"]: t["role"] for t in info(name)["tensors"]}
         self.params = nn.ParameterDict()
         for key, t in tensors.items():
             if roles.get(key) == "trainable":
-                self.params[key] = nn.Parameter(t.detach().clone())
+                self.params[key] = t if isinstance(t, nn.Parameter) else nn.Parameter(t.detach().clone())
             else:
                 self.register_buffer(key, t.detach().clone())
 
     @classmethod
     def from_peft(cls, layer: nn.Module, adapter: str | None = None) -> "AdapterLinear":
-        from .bridge import from_peft
+        from .bridge import _active_adapter, from_peft, layer_sources
 
         name, hp, tensors = from_peft(layer, adapter)
+        # The layer's own trainable nn.Parameters are handed over, not copied: the module trains PEFT's parameters,
+        # and one shared by every layer of the model (VB-LoRA's vector bank) stays one tensor (a private copy per
+        # module would leave the model's own without a gradient).
+        roles = {t["name"]: t["role"] for t in info(name)["tensors"]}
+        for key, (t, _) in layer_sources(layer, adapter or _active_adapter(layer), name, hp).items():
+            if roles.get(key) == "trainable" and isinstance(t, nn.Parameter):
+                tensors[key] = t
         return cls(name, tensors, hp)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         tensors = dict(self.named_buffers(recurse=False))
-        tensors.update(self.params)
+        # a parameter kept in its own layout is viewed in the registry's (autograd reaches the parameter through it)
+        tensors.update({k: p if tuple(p.shape) == self._shapes[k] else p.reshape(self._shapes[k])
+                        for k, p in self.params.items()})
         return _C.adapter_apply(self.adapter, x, tensors, self.hp)

@@ -29,6 +29,12 @@ def rank_hp(name: str, r: int, d_in: int, d_out: int) -> dict:
     return dict(_C.rank_hyper(name, d_in, d_out, r))
 
 
+def check_dims(name: str, d_in: int, d_out: int) -> tuple[int, int]:
+    """The ``(d_in, d_out)`` a generic check runs ``name`` at for this requested shape: itself, or the nearest shape
+    the adapter can take at all (RoAd pairs output rows, so its d_out is made even)."""
+    return tuple(_C.check_dims(name, d_in, d_out))
+
+
 def check_hp(name: str, d_in: int, d_out: int, given: dict, default_rank: int) -> dict:
     """The hyper-parameters a check runs with: ``given`` over the check values for this shape, chosen for the caller's
     rank where ``given`` has one (so block sizes divide it), else for ``default_rank``."""

@@ -1,0 +1,68 @@
+// Registry entry for `waveft` (PEFT WaveFTConfig, WaveFTLinear around nn.Linear; the Haar wavelet, PEFT's default).
+#include <cmath>
+
+#include "adapters/waveft/eigen.hpp"
+#include "core/lowrank.hpp"
+
+namespace gg {
+
+namespace {
+
+int64_t coefficients(const HyperParams& hp) { return static_cast<int64_t>(hp.at("n_frequency")); }
+
+// PEFT's own bounds: at least one coefficient, at most one per weight entry.
+void validate(const Dims& d, const HyperParams& hp) {
+  lowrank::validate_rank(d, hp, "n_frequency", lowrank::RankBound::none);
+  if (coefficients(hp) > d.d_in * d.d_out)
+    throw InputError("n_frequency", "at most d_in * d_out = " + std::to_string(d.d_in * d.d_out),
+                     std::to_string(coefficients(hp)));
+}
+
+// The torch backend: a scatter, a stride-2 transposed conv over the grid (4 L² multiply-adds per grid entry) merged
+// into W, one GEMM; the backward adds G = dYᵀ X and the adjoint conv.
+Cost cost(int64_t n, const Dims& d, bool backward) {
+  const double grid = double(d.d_in) * d.d_out, conv = 2.0 * 4.0 * grid;
+  Cost c = backward ? lowrank::backward_cost(n, d, 0) : lowrank::forward_cost(n, d, 0);
+  c.flops += backward ? 2.0 * n * grid + 2.0 * conv : conv + grid;
+  c.bytes += 4.0 * grid;
+  return c;
+}
+
+}  // namespace
+
+const AdapterInfo& waveft_info() {
+  static const AdapterInfo info = [] {
+    AdapterInfo a = lowrank::family_entry(
+        "waveft", "WAVEFT", "Y = X (W + ΔW)ᵀ + b, ΔW = scaling · IDWT2(c at n fixed entries), Haar wavelet",
+        {waveft::forward<double>, waveft::backward<double>}, {waveft::forward<float>, waveft::backward<float>});
+    a.hyper = {{"n_frequency", 2592, HyperParamSpec::Kind::integer, "number of trainable wavelet coefficients"},
+               {"scaling", 25.0, HyperParamSpec::Kind::real, "the factor ΔW is multiplied by"},
+               {"use_idwt", 1, HyperParamSpec::Kind::flag,
+                "1: the coefficients are wavelet coefficients (ΔW their inverse transform); 0: ΔW's own entries"}};
+    a.rank_param = "n_frequency";
+    a.scaling = [](const HyperParams& hp) { return hp.at("scaling"); };
+    a.validate = validate;
+    TensorSpec positions{"waveft_indices", TensorRole::frozen,
+                         [](const Dims&, const HyperParams& hp) { return Shape{2, coefficients(hp)}; },
+                         "waveft_indices.{adapter}",
+                         "the first n of torch.randperm(d_out · d_in) with generator seed random_loc_seed (777) as "
+                         "(p // d_in, p % d_in); a plain dict on the layer, not in its state_dict",
+                         "", {}};
+    positions.kind = TensorKind::positions;
+    a.tensors.push_back(std::move(positions));
+    a.tensors.push_back({"waveft_spectrum", TensorRole::trainable,
+                         [](const Dims&, const HyperParams& hp) { return Shape{coefficients(hp)}; },
+                         "waveft_spectrum.{adapter}", "zeros",
+                         "", {}});
+    a.forward_cost = [](int64_t n, const Dims& d, const HyperParams&) { return cost(n, d, false); };
+    a.backward_cost = [](int64_t n, const Dims& d, const HyperParams&) { return cost(n, d, true); };
+    a.notes = {"identity at init (c = 0; init_weights=True, the default; False draws N(0, 0.01²))",
+               "the Haar wavelet only (PEFT's default wavelet_family db1, alias haar): from_peft refuses other "
+               "families by name; the transform code takes any filter pair",
+               "the generic checks' rank sets n_frequency"};
+    return a;
+  }();
+  return info;
+}
+
+}  // namespace gg
