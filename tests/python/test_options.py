@@ -37,8 +37,10 @@ ROWS = [
     # VB-LoRA mixing one and three bank vectors from a small bank, tiles of 3 and 4 (the generic shapes: k = 2 of 256)
     ("vblora", 6, 9, {"r": 2, "vector_length": 3, "topk": 1}),
     ("vblora", 8, 12, {"r": 2, "vector_length": 4, "topk": 3, "num_vectors": 5}),
-    # FourierFT with every spectrum entry and another scaling; SHiRA with every weight entry trainable
+    # FourierFT with every spectrum entry and another scaling: its torch backend's dense (FFT) path, where the generic
+    # shapes' few entries take the thin one; SHiRA with every weight entry trainable
     ("fourierft", 6, 5, {"n_frequency": 30, "scaling": 7.5}),
+    ("fourierft", 16, 12, {"n_frequency": 150}),
     ("shira", 6, 6, {"r": 3}),
     # WaveFT with every grid entry a Haar coefficient on odd widths (the padded grid's quadrants all reached)
     ("waveft", 9, 7, {"n_frequency": 63, "scaling": 3.0}),

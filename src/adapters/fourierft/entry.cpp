@@ -18,8 +18,9 @@ void validate(const Dims& d, const HyperParams& hp) {
                      std::to_string(frequencies(hp)));
 }
 
-// The torch backend: the dense ΔW by an inverse 2-D FFT merged into W, one GEMM (forward); dX with the merged
-// weight, G = dYᵀ X and a forward 2-D FFT of G for the spectrum's gradient (backward).
+// The torch backend's dense path: ΔW by an inverse 2-D FFT merged into W, one GEMM (forward); dX with the merged
+// weight, G = dYᵀ X and a forward 2-D FFT of G for the spectrum's gradient (backward). (Its thin path for few
+// entries costs less; the model states the path that bounds the cost at realistic entry counts.)
 Cost cost(int64_t n, const Dims& d, bool backward) {
   const double grid = double(d.d_in) * d.d_out, fft = 5.0 * grid * std::log2(grid + 1);
   Cost c = backward ? lowrank::backward_cost(n, d, 0) : lowrank::forward_cost(n, d, 0);

@@ -18,13 +18,13 @@ void validate(const Dims& d, const HyperParams& hp) {
                      std::to_string(coefficients(hp)));
 }
 
-// The torch backend: a scatter, a stride-2 transposed conv over the grid (4 L² multiply-adds per grid entry) merged
-// into W, one GEMM; the backward adds G = dYᵀ X and the adjoint conv.
-Cost cost(int64_t n, const Dims& d, bool backward) {
-  const double grid = double(d.d_in) * d.d_out, conv = 2.0 * 4.0 * grid;
+// The torch backend: the coefficients' 4 (Haar) basis entries each scattered into a copy of W, one GEMM; the backward
+// adds the sampled products of dY and X at those entries (N multiply-adds, 2N values read each).
+Cost cost(int64_t n, const Dims& d, const HyperParams& hp, bool backward) {
+  const double entries = 4.0 * hp.at("n_frequency");
   Cost c = backward ? lowrank::backward_cost(n, d, 0) : lowrank::forward_cost(n, d, 0);
-  c.flops += backward ? 2.0 * n * grid + 2.0 * conv : conv + grid;
-  c.bytes += 4.0 * grid;
+  c.flops += backward ? 2.0 * n * entries : 2.0 * entries;
+  c.bytes += 4.0 * (2.0 * d.d_in * d.d_out + (backward ? 2.0 * n * entries : 3.0 * entries));
   return c;
 }
 
@@ -54,8 +54,8 @@ const AdapterInfo& waveft_info() {
                          [](const Dims&, const HyperParams& hp) { return Shape{coefficients(hp)}; },
                          "waveft_spectrum.{adapter}", "zeros",
                          "", {}});
-    a.forward_cost = [](int64_t n, const Dims& d, const HyperParams&) { return cost(n, d, false); };
-    a.backward_cost = [](int64_t n, const Dims& d, const HyperParams&) { return cost(n, d, true); };
+    a.forward_cost = [](int64_t n, const Dims& d, const HyperParams& hp) { return cost(n, d, hp, false); };
+    a.backward_cost = [](int64_t n, const Dims& d, const HyperParams& hp) { return cost(n, d, hp, true); };
     a.notes = {"identity at init (c = 0; init_weights=True, the default; False draws N(0, 0.01²))",
                "the Haar wavelet only (PEFT's default wavelet_family db1, alias haar): from_peft refuses other "
                "families by name; the transform code takes any filter pair",
