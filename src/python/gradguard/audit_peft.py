@@ -37,14 +37,28 @@ def _conv1d_gpt2():
     return Conv1D(5, 6)  # nf = out features, nx = in features
 
 
+# (base layer, seeded input, the layer as source for repro snippets) per layer type
 LAYERS = {
     # 6 -> 9: widths with a common factor 3, so block-structured tuners (C3A) run with blocks where B >= 3 matters
-    "Linear": (lambda: nn.Linear(6, 9), lambda g: torch.randn(2, 6, generator=g)),
-    "Conv1d": (lambda: nn.Conv1d(4, 6, 3, stride=2, padding=1), lambda g: torch.randn(2, 4, 7, generator=g)),
-    "Conv2d": (lambda: nn.Conv2d(4, 6, 3, stride=2, padding=1), lambda g: torch.randn(1, 4, 5, 5, generator=g)),
-    "Embedding": (lambda: nn.Embedding(11, 6), lambda g: torch.randint(0, 11, (2, 3), generator=g)),
-    "Conv1D": (_conv1d_gpt2, lambda g: torch.randn(2, 6, generator=g)),
+    "Linear": (lambda: nn.Linear(6, 9), lambda g: torch.randn(2, 6, generator=g), "nn.Linear(6, 9)"),
+    "Conv1d": (lambda: nn.Conv1d(4, 6, 3, stride=2, padding=1), lambda g: torch.randn(2, 4, 7, generator=g),
+               "nn.Conv1d(4, 6, 3, stride=2, padding=1)"),
+    "Conv2d": (lambda: nn.Conv2d(4, 6, 3, stride=2, padding=1), lambda g: torch.randn(1, 4, 5, 5, generator=g),
+               "nn.Conv2d(4, 6, 3, stride=2, padding=1)"),
+    "Embedding": (lambda: nn.Embedding(11, 6), lambda g: torch.randint(0, 11, (2, 3), generator=g),
+                  "nn.Embedding(11, 6)"),
+    "Conv1D": (_conv1d_gpt2, lambda g: torch.randn(2, 6, generator=g), "transformers.pytorch_utils.Conv1D(5, 6)"),
 }
+
+# Tuners that cannot apply to a shared layer at all get their own (same input): RoAd pairs output rows, so its d_out
+# must be even (9 is not).
+TUNER_LAYERS: dict[tuple[str, str], tuple] = {
+    ("ROAD", "Linear"): (lambda: nn.Linear(6, 12), LAYERS["Linear"][1], "nn.Linear(6, 12)"),
+}
+
+
+def _layer(tuner: str, layer_name: str) -> tuple:
+    return TUNER_LAYERS.get((tuner, layer_name), LAYERS[layer_name])
 
 # Non-default options worth auditing, per tuner (config field -> value); every tuner also runs its defaults.
 VARIANTS: dict[str, list[dict]] = {
@@ -53,6 +67,8 @@ VARIANTS: dict[str, list[dict]] = {
     "LOKR": [{"decompose_both": True}],
     "OFT": [{"use_cayley_neumann": False}],
     "BOFT": [{"boft_n_butterfly_factor": 2}],
+    "ROAD": [{"variant": "road_2"}, {"variant": "road_4"}],
+    "WAVEFT": [{"use_idwt": False}],
 }
 
 # Per-tuner settings the small audit layers need (sizes that must divide the layer's dims, counts bounded by them);
@@ -64,6 +80,7 @@ TUNER_OPTIONS: dict[str, dict] = {
     "FOURIERFT": {"n_frequency": 8},
     "WAVEFT": {"n_frequency": 8},
     "VBLORA": {"vector_length": 1, "num_vectors": 16},
+    "ROAD": {"group_size": 4},
     "SUPERTUNING": {"sparsity": 0.5},
 }
 
@@ -208,11 +225,11 @@ def _config(cls: type, variant: dict, init_nonzero: bool = True, tuner: str = ""
     return kw
 
 
-def _build(cls: type, kw: dict, layer_name: str, seed: int):
+def _build(tuner: str, cls: type, kw: dict, layer_name: str, seed: int):
     from peft import inject_adapter_in_model
 
     torch.manual_seed(seed)
-    make_layer, make_input = LAYERS[layer_name]
+    make_layer, make_input, _ = _layer(tuner, layer_name)
     host = _Host(make_layer()).double()
     base = copy.deepcopy(host)
     try:
@@ -237,10 +254,8 @@ def _tuner_layer(model: nn.Module):
     return next(m for m in model.modules() if isinstance(m, BaseTunerLayer))
 
 
-def _repro(cls: type, kw: dict, layer_name: str, seed: int, check: str) -> str:
-    layer_src = {"Linear": "nn.Linear(6, 9)", "Conv1d": "nn.Conv1d(4, 6, 3, stride=2, padding=1)",
-                 "Conv2d": "nn.Conv2d(4, 6, 3, stride=2, padding=1)", "Embedding": "nn.Embedding(11, 6)",
-                 "Conv1D": "transformers.pytorch_utils.Conv1D(5, 6)"}[layer_name]
+def _repro(tuner: str, cls: type, kw: dict, layer_name: str, seed: int, check: str) -> str:
+    layer_src = _layer(tuner, layer_name)[2]
     return "\n".join([
         "import torch, transformers; from torch import nn; import gradguard as gg",
         f"from peft import {cls.__name__}, inject_adapter_in_model",
@@ -365,7 +380,7 @@ def _audit_one(report: AuditPeftReport, tname: str, cls: type, lname: str, varia
     kw = _config(cls, variant, tuner=tname)
     seed = _SEEDS[0]
     try:
-        base, model, x = _build(cls, kw, lname, seed)
+        base, model, x = _build(tname, cls, kw, lname, seed)
         model(x)
     except Exception as e:  # noqa: BLE001 — PEFT's own refusal, reported with its reason
         report.skipped.append({"tuner": tname, "layer": lname, "variant": variant, "reason": _first_line(e)})
@@ -374,7 +389,7 @@ def _audit_one(report: AuditPeftReport, tname: str, cls: type, lname: str, varia
     report.audited.append(entry)
 
     def finding(check, tensor, err, detail, confirmed_by):
-        report.findings.append(Finding(tname, lname, check, tensor, err, detail, _repro(cls, kw, lname, seed, check),
+        report.findings.append(Finding(tname, lname, check, tensor, err, detail, _repro(tname, cls, kw, lname, seed, check),
                                        confirmed_by, _known(tname, variant, tensor, kw)))
 
     for check in (_check_gradcheck, _check_identities, _check_flow):
@@ -417,7 +432,7 @@ def _check_gradcheck(report, tname, cls, kw, lname, variant, base, model, x, fin
 
 def _check_identities(report, tname, cls, kw, lname, variant, base, model, x, finding):
     for ident, err, detail in _identities(base, model, x):
-        base2, model2, x2 = _build(cls, kw, lname, _SEEDS[1])
+        base2, model2, x2 = _build(tname, cls, kw, lname, _SEEDS[1])
         if ident in {name for name, _, _ in _identities(base2, model2, x2)}:
             finding("identities", ident, err, detail + _variant_str(variant), f"seed {_SEEDS[1]}")
         else:
@@ -425,9 +440,9 @@ def _check_identities(report, tname, cls, kw, lname, variant, base, model, x, fi
 
 
 def _check_flow(report, tname, cls, kw, lname, variant, base, model, x, finding):
-    _, model_f, x_f = _build(cls, kw, lname, _SEEDS[0])
+    _, model_f, x_f = _build(tname, cls, kw, lname, _SEEDS[0])
     for param, detail in _flow(model_f, x_f):
-        _, model_f2, x_f2 = _build(cls, kw, lname, _SEEDS[1])
+        _, model_f2, x_f2 = _build(tname, cls, kw, lname, _SEEDS[1])
         if any(p == param for p, _ in _flow(model_f2, x_f2)):
             finding("flow", param, math.nan, detail + _variant_str(variant), f"seed {_SEEDS[1]}")
         else:
@@ -474,7 +489,8 @@ def _numerics(report: AuditPeftReport, tname: str) -> None:
                 tname, "Linear", "numerics", f"{name}: {tensor}", max(errs),
                 f"PEFT's float64 result differs from gradguard's float64 reference (which passes finite differences) "
                 f"beyond the float64 policy (atol {p64['f64_atol']:g}, rtol {p64['f64_rtol']:g})",
-                f"import gradguard as gg; print(gg.compare({name!r}, backends=('eigen', 'peft'), r=3))", "seed 1",
+                f"import gradguard as gg; print(gg.compare({name!r}, backends=('eigen', 'peft'), "
+                f"{', '.join(f'{k}={v!r}' for k, v in given.items())}))", "seed 1",
                 override["reason"] if override else ""))
 
 
