@@ -17,4 +17,12 @@ inline std::vector<TensorSpec> base_tensors() {
   };
 }
 
+// Y = X (W + ΔW)ᵀ + b: the forward of every reference that forms a dense update of the base weight.
+template <class T>
+Mat<T> forward_with_delta(const Mat<T>& x, const TensorMap<T>& t, const Mat<T>& delta) {
+  Mat<T> y = x * (t.at("weight") + delta).transpose();
+  y.rowwise() += t.at("bias").row(0);
+  return y;
+}
+
 }  // namespace gg::linear

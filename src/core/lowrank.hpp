@@ -50,6 +50,15 @@ inline void validate_rank(const Dims& dims, const HyperParams& hp, const std::st
 
 inline void validate(const Dims& dims, const HyperParams& hp) { validate_rank(dims, hp, "r"); }
 
+// A count of trainable entries of the weight grid (FourierFT's and WaveFT's n_frequency): PEFT's bounds, at least one
+// and at most one per weight entry.
+inline void validate_grid_entries(const Dims& dims, const HyperParams& hp, const std::string& count_param) {
+  validate_rank(dims, hp, count_param, RankBound::none);
+  const auto n = static_cast<int64_t>(hp.at(count_param));
+  if (n > dims.d_in * dims.d_out)
+    throw InputError(count_param, "at most d_in * d_out = " + std::to_string(dims.d_in * dims.d_out), std::to_string(n));
+}
+
 // Base GEMM plus the rank-r path (two thin GEMMs); extra_elementwise counts per-output-element work (gates, norms).
 inline Cost forward_cost(int64_t n, const Dims& d, double r, double extra_elementwise = 0) {
   const double flops = 2.0 * n * d.d_in * d.d_out + 2.0 * n * r * (d.d_in + d.d_out) + extra_elementwise * n * d.d_out;

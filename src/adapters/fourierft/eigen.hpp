@@ -9,6 +9,7 @@
 #pragma once
 #include <numbers>
 
+#include "core/linear.hpp"
 #include "core/registry.hpp"
 
 namespace gg::fourierft {
@@ -53,9 +54,7 @@ Mat<T> delta_weight(const TensorMap<T>& t, const HyperParams& hp, int64_t M, int
 template <class T>
 Mat<T> forward(const Mat<T>& x, const TensorMap<T>& t, const HyperParams& hp) {
   const Mat<T>& W = t.at("weight");
-  Mat<T> y = x * (W + delta_weight(t, hp, W.rows(), W.cols())).transpose();
-  y.rowwise() += t.at("bias").row(0);
-  return y;
+  return linear::forward_with_delta(x, t, delta_weight(t, hp, W.rows(), W.cols()));
 }
 
 template <class T>

@@ -10,13 +10,7 @@ namespace {
 
 int64_t frequencies(const HyperParams& hp) { return static_cast<int64_t>(hp.at("n_frequency")); }
 
-// PEFT's own bounds: at least one frequency, at most one per weight entry.
-void validate(const Dims& d, const HyperParams& hp) {
-  lowrank::validate_rank(d, hp, "n_frequency", lowrank::RankBound::none);
-  if (frequencies(hp) > d.d_in * d.d_out)
-    throw InputError("n_frequency", "at most d_in * d_out = " + std::to_string(d.d_in * d.d_out),
-                     std::to_string(frequencies(hp)));
-}
+void validate(const Dims& d, const HyperParams& hp) { lowrank::validate_grid_entries(d, hp, "n_frequency"); }
 
 // The torch backend's dense path: ΔW by an inverse 2-D FFT merged into W, one GEMM (forward); dX with the merged
 // weight, G = dYᵀ X and a forward 2-D FFT of G for the spectrum's gradient (backward). (Its thin path for few

@@ -77,7 +77,9 @@ const AdapterInfo& vblora_info() {
       return c;
     };
     a.notes = {"not the identity at PEFT's init (bank and logits both random)",
-               "only the k selected logits of each tile get a gradient (top-k is locally constant), as in PEFT",
+               "only the k selected logits of each tile get a gradient (top-k is locally constant), as in PEFT; at "
+               "logits tied at the k-th place the selection (and so the function) jumps and implementations may pick "
+               "different vectors (torch.topk's order among ties is unspecified; the reference takes the lower index)",
                "the bank is one tensor shared by every adapted layer of a model: a per-layer check sees its share"};
     return a;
   }();

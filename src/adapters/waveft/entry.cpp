@@ -10,13 +10,7 @@ namespace {
 
 int64_t coefficients(const HyperParams& hp) { return static_cast<int64_t>(hp.at("n_frequency")); }
 
-// PEFT's own bounds: at least one coefficient, at most one per weight entry.
-void validate(const Dims& d, const HyperParams& hp) {
-  lowrank::validate_rank(d, hp, "n_frequency", lowrank::RankBound::none);
-  if (coefficients(hp) > d.d_in * d.d_out)
-    throw InputError("n_frequency", "at most d_in * d_out = " + std::to_string(d.d_in * d.d_out),
-                     std::to_string(coefficients(hp)));
-}
+void validate(const Dims& d, const HyperParams& hp) { lowrank::validate_grid_entries(d, hp, "n_frequency"); }
 
 // The torch backend: the coefficients' 4 (Haar) basis entries each scattered into a copy of W, one GEMM; the backward
 // adds the sampled products of dY and X at those entries (N multiply-adds, 2N values read each).
