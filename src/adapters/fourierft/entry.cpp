@@ -3,6 +3,7 @@
 
 #include "adapters/fourierft/eigen.hpp"
 #include "core/lowrank.hpp"
+#include "core/positions.hpp"
 
 namespace gg {
 
@@ -36,14 +37,10 @@ const AdapterInfo& fourierft_info() {
     a.rank_param = "n_frequency";
     a.scaling = [](const HyperParams& hp) { return hp.at("scaling"); };
     a.validate = validate;
-    TensorSpec positions{"indices", TensorRole::frozen,
-                         [](const Dims&, const HyperParams& hp) { return Shape{2, frequencies(hp)}; },
-                         "indices.{adapter}",
-                         "the first n of torch.randperm(d_out · d_in) with generator seed random_loc_seed (777) as "
-                         "(p // d_in, p % d_in); a plain dict on the layer, not in its state_dict",
-                         "", {}};
-    positions.kind = TensorKind::positions;
-    a.tensors.push_back(std::move(positions));
+    a.tensors.push_back(positions_spec("indices", [](const Dims&, const HyperParams& hp) { return frequencies(hp); },
+                                       "indices.{adapter}",
+                                       "the first n of torch.randperm(d_out · d_in) with generator seed random_loc_seed "
+                                       "(777) as (p // d_in, p % d_in)"));
     a.tensors.push_back({"fourierft_spectrum", TensorRole::trainable,
                          [](const Dims&, const HyperParams& hp) { return Shape{frequencies(hp)}; },
                          "fourierft_spectrum.{adapter}", "randn (init_weights=False, the default); zeros with True",

@@ -1,6 +1,7 @@
 // Registry entry for `shira` (PEFT ShiraConfig, shira Linear around nn.Linear, the "random" mask).
 #include "adapters/shira/eigen.hpp"
 #include "core/lowrank.hpp"
+#include "core/positions.hpp"
 
 namespace gg {
 
@@ -35,14 +36,9 @@ const AdapterInfo& shira_info() {
     a.scaling = [](const HyperParams&) { return 1.0; };
     a.validate = validate;
     a.shape_hyper = shape_hyper;
-    TensorSpec positions{"shira_indices", TensorRole::frozen,
-                         [](const Dims& d, const HyperParams& hp) { return Shape{2, entries(d, hp)}; },
-                         "shira_indices.{adapter}",
-                         "K distinct entries of a random mask (torch.randperm with the config's random_seed), row-major "
-                         "order; a plain dict on the layer, not in its state_dict",
-                         "", {}};
-    positions.kind = TensorKind::positions;
-    a.tensors.push_back(std::move(positions));
+    a.tensors.push_back(positions_spec("shira_indices", entries, "shira_indices.{adapter}",
+                                       "K distinct entries of a random mask (torch.randperm with the config's "
+                                       "random_seed), row-major order"));
     a.tensors.push_back({"shira_weight", TensorRole::trainable,
                          [](const Dims& d, const HyperParams& hp) { return Shape{entries(d, hp)}; },
                          "shira_weight.{adapter}", "zeros", "", {}});

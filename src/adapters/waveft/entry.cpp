@@ -3,6 +3,7 @@
 
 #include "adapters/waveft/eigen.hpp"
 #include "core/lowrank.hpp"
+#include "core/positions.hpp"
 
 namespace gg {
 
@@ -36,14 +37,11 @@ const AdapterInfo& waveft_info() {
     a.rank_param = "n_frequency";
     a.scaling = [](const HyperParams& hp) { return hp.at("scaling"); };
     a.validate = validate;
-    TensorSpec positions{"waveft_indices", TensorRole::frozen,
-                         [](const Dims&, const HyperParams& hp) { return Shape{2, coefficients(hp)}; },
-                         "waveft_indices.{adapter}",
-                         "the first n of torch.randperm(d_out · d_in) with generator seed random_loc_seed (777) as "
-                         "(p // d_in, p % d_in); a plain dict on the layer, not in its state_dict",
-                         "", {}};
-    positions.kind = TensorKind::positions;
-    a.tensors.push_back(std::move(positions));
+    a.tensors.push_back(positions_spec("waveft_indices",
+                                       [](const Dims&, const HyperParams& hp) { return coefficients(hp); },
+                                       "waveft_indices.{adapter}",
+                                       "the first n of torch.randperm(d_out · d_in) with generator seed random_loc_seed "
+                                       "(777) as (p // d_in, p % d_in)"));
     a.tensors.push_back({"waveft_spectrum", TensorRole::trainable,
                          [](const Dims&, const HyperParams& hp) { return Shape{coefficients(hp)}; },
                          "waveft_spectrum.{adapter}", "zeros",
