@@ -69,6 +69,7 @@ nlohmann::json to_json(const AdapterInfo& info) {
           {"rank_param", info.rank_param},
           {"tensors", tensors},        {"backends", backends},
           {"identity_at_init", info.identity_at_init},
+          {"layer_types", info.layer_types},
           {"tolerance_overrides", overrides},
           {"peft_defects", defects},
           {"notes", info.notes}};

@@ -3,6 +3,7 @@ PEFT's own layer and fails once PEFT fixes it, so that an upgrade is noticed and
 gradguard's value is the one finite differences confirm."""
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -90,3 +91,29 @@ def test_known_peft_defect_oft_unmerge_float32():
     err = (layer.get_base_layer().weight - w0).abs().max().item()
     assert err > 1e-10, f"PEFT's OFT unmerge restores W to {err:.1e} now: retire the audit's known entry"
     assert err < 1e-5  # a precision defect, not a wrong formula
+
+
+def test_known_peft_defect_lora_conv_dilation():
+    # PEFT's LoRA builds lora_A with the base convolution's kernel, stride and padding but not its dilation. Where the
+    # strided output lengths agree anyway (11 -> 3 with or without dilation 2 at stride 3) the adapter path silently
+    # convolves with an undilated kernel: merged (dilated ΔW, right) and unmerged forwards disagree, and gradguard's
+    # lowering (the dilated patches) agrees with the merged one.
+    from peft import LoraConfig, inject_adapter_in_model
+
+    from gradguard.audit_peft import _Host
+    from gradguard.compare import compare_live_layer
+
+    torch.manual_seed(0)
+    model = inject_adapter_in_model(LoraConfig(r=2, init_lora_weights=False, target_modules=["target"]),
+                                    _Host(nn.Conv1d(4, 6, 3, stride=3, dilation=2))).double()
+    x = torch.randn(2, 4, 11, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        y = model(x)
+        model.target.merge()
+        merged = model(x)
+        model.target.unmerge()
+    err = (merged - y).abs().max().item()
+    assert err > 1e-2, f"PEFT's LoRA honours a convolution's dilation now ({err:.2e}): retire the audit's known entry"
+    rows = {r["tensor"]: r for r in compare_live_layer(model.target, x, model=model)}
+    assert not rows["y"]["ok"]
+    assert rows["y"]["max_abs"] == pytest.approx(err, rel=1e-9)  # gradguard's output is the merged (dilated) one

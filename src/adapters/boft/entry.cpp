@@ -70,6 +70,7 @@ const AdapterInfo& boft_info() {
         "anything, so PEFT-side comparisons here cover m = 1; m > 1 is checked by finite differences and across backends",
         "boft_R's diagonal never receives a gradient (the skew part removes it), at any point",
     };
+    a.layer_types = {"Linear", "Conv2d"};
     return a;
   }();
   return info;

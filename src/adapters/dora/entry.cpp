@@ -38,6 +38,7 @@ const AdapterInfo& dora_info() {
     a.notes = {"exact_gradient=0 (default) checks PEFT's gradient, in which the weight norm is a constant; "
                "exact_gradient=1 checks the true gradient of the same forward"};
     a.backends.push_back(lowrank::cuda_support());
+    a.layer_types = {"Linear", "Conv1d", "Conv2d", "Embedding", "Conv1D"};
     return a;
   }();
   return info;

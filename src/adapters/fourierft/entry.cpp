@@ -57,6 +57,7 @@ const AdapterInfo& fourierft_info() {
     a.notes = {"not the identity at PEFT's default init (init_weights=False: spectrum ~ N(0, 1))",
                "the generic checks' rank sets n_frequency (ΔW then has rank at most 2n)",
                "PEFT 0.21.2 computes ΔW in float32 whatever the layer's dtype (FourierFTLayer.get_delta_weight)"};
+    a.layer_types = {"Linear", "Conv1D"};
     return a;
   }();
   return info;

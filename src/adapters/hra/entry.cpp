@@ -34,6 +34,7 @@ const AdapterInfo& hra_info() {
                "backward undoes each reflection (Rᵢ is its own inverse) instead of storing r intermediates",
                "PEFT's init pairs the columns of hra_u, so H = I for even r (identity at init) but not for odd r",
                "apply_GS (Gram-Schmidt) is not registered yet"};
+    a.layer_types = {"Linear", "Conv2d"};
     return a;
   }();
   return info;

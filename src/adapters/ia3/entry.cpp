@@ -46,6 +46,8 @@ const AdapterInfo& ia3_info() {
         "the flag to feedforward_modules (every target module, or none)",
         "the output form scales the base bias too (PEFT multiplies base_layer(x) by l; merging scales W's rows and b)",
     };
+    a.layer_types = {"Linear", "Conv2d", "Conv1D"};
+    a.notes.push_back("on Conv2d: the output form only (ia3_l over out_channels); the feed-forward form scales input channels, one value shared by each channel's kernel positions, and is refused by from_peft");
     return a;
   }();
   return info;

@@ -73,6 +73,8 @@ const AdapterInfo& loha_info() {
         "PEFT multiplies ΔW by torch.tensor(alpha / r), a float32 scalar, also for float64 layers: PEFT's float64 "
         "output carries the float32 rounding of s (relative ~6e-8) where alpha / r is not exact in float32",
     };
+    a.layer_types = {"Linear", "Conv1d", "Conv2d"};
+    a.notes.push_back("on convolutions: the default form (hada_w*_b over in_channels·kernel); use_effective_conv2d (Tucker cores hada_t1/t2) is not modelled and is refused by from_peft");
     return a;
   }();
   return info;

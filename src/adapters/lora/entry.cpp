@@ -15,6 +15,7 @@ const AdapterInfo& lora_info() {
                          [](const Dims& d, const HyperParams&) { return Shape{d.d_out}; }, "lora_B.{adapter}.bias",
                          "zeros", "", [](const HyperParams& hp) { return hp.at("lora_bias") != 0.0; }});
     a.backends.push_back(lowrank::cuda_support());
+    a.layer_types = {"Linear", "Conv1d", "Conv2d", "Embedding", "Conv1D"};
     return a;
   }();
   return info;

@@ -57,6 +57,7 @@ const AdapterInfo& randlora_info() {
         "row k·nb + b of the scaled A meets column b·r + k of the flattened B, as in PEFT (not the paper's per-basis "
         "sum unless there is one basis); gradguard follows PEFT, whose custom backward is the exact gradient",
     };
+    a.layer_types = {"Linear", "Conv1D"};
     return a;
   }();
   return info;

@@ -81,6 +81,7 @@ const AdapterInfo& vblora_info() {
                "logits tied at the k-th place the selection (and so the function) jumps and implementations may pick "
                "different vectors (torch.topk's order among ties is unspecified; the reference takes the lower index)",
                "the bank is one tensor shared by every adapted layer of a model: a per-layer check sees its share"};
+    a.layer_types = {"Linear", "Conv1D"};
     return a;
   }();
   return info;

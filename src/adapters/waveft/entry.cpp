@@ -52,6 +52,7 @@ const AdapterInfo& waveft_info() {
                "the Haar wavelet only (PEFT's default wavelet_family db1, alias haar): from_peft refuses other "
                "families by name; the transform code takes any filter pair",
                "the generic checks' rank sets n_frequency"};
+    a.layer_types = {"Linear", "Conv1D"};
     return a;
   }();
   return info;

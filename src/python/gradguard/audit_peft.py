@@ -8,7 +8,8 @@ layer (``peft.inject_adapter_in_model``, every factor non-zero via the tuner's o
   identities  merged forward == unmerged forward, unmerge restores the base weight, disabled adapter == base;
   flow        ``gg.check`` on the layer: every trainable parameter gets a finite, non-zero gradient;
   numerics    for tuners gradguard implements: PEFT's float64 output and gradients against gradguard's float64
-              reference (``gg.compare``), at the strict float64 policy.
+              reference (``gg.compare``), at the strict float64 policy; on the other layer types the registry
+              declares for the adapter, through the lowering to a Linear (``compare_live_layer``).
 
 A failure becomes a *finding* only when a second, independent way confirms it (gradcheck: the full Jacobian again with
 a 4-point stencil and a smaller step; identities and flow: a second seed; numerics: a second seed), so nothing
@@ -45,6 +46,10 @@ LAYERS = {
                "nn.Conv1d(4, 6, 3, stride=2, padding=1)"),
     "Conv2d": (lambda: nn.Conv2d(4, 6, 3, stride=2, padding=1), lambda g: torch.randn(1, 4, 5, 5, generator=g),
                "nn.Conv2d(4, 6, 3, stride=2, padding=1)"),
+    # a dilated kernel whose strided output length equals the undilated one's (11 -> 3 either way), so a tuner that
+    # drops the dilation computes silently wrong numbers instead of failing on a shape
+    "Conv1d-dilated": (lambda: nn.Conv1d(4, 6, 3, stride=3, dilation=2), lambda g: torch.randn(2, 4, 11, generator=g),
+                       "nn.Conv1d(4, 6, 3, stride=3, dilation=2)"),
     "Embedding": (lambda: nn.Embedding(11, 6), lambda g: torch.randint(0, 11, (2, 3), generator=g),
                   "nn.Embedding(11, 6)"),
     "Conv1D": (_conv1d_gpt2, lambda g: torch.randn(2, 6, generator=g), "transformers.pytorch_utils.Conv1D(5, 6)"),
@@ -90,27 +95,35 @@ _RANK_FIELDS = ("r",)
 _INIT_FIELDS = ("init_lora_weights", "init_ia3_weights", "init_weights")
 
 
+_LORA_DILATION_TENSORS = {"merged == unmerged", "lora: y", "lora: dx", "lora: d lora_A", "lora: d lora_B", "dora: y",
+                          "dora: dx", "dora: d lora_A", "dora: d lora_B", "dora: d lora_magnitude_vector"}
+
 # Findings PEFT documents as deliberate, with the reason: still reported (the gradient is not the true one), marked.
 KNOWN = [
-    (lambda tuner, variant, tensor: tuner == "IA3" and tensor == "unmerge restores W",
+    (lambda tuner, layer, variant, tensor: tuner == "IA3" and tensor == "unmerge restores W",
      "documented: PEFT warns that (IA)^3's unmerge can be inaccurate (it divides by l + 1e-8)"),
-    (lambda tuner, variant, tensor: tuner == "OSF" and tensor == "unmerge restores W",
+    (lambda tuner, layer, variant, tensor: tuner == "OSF" and tensor == "unmerge restores W",
      "documented: PEFT's OSF warns that it does not support unmerging (the merge modifies W permanently)"),
-    (lambda tuner, variant, tensor: tuner == "OFT" and tensor == "merged == unmerged",
+    (lambda tuner, layer, variant, tensor: tuner == "OFT" and tensor == "merged == unmerged",
      "confirmed PEFT defect (OFT on Conv2d: the rotation module unfolds the input with stride 1 and no padding, "
      "whatever the convolution's own, and folds overlapping patches back as a sum: not the identity even at init), "
      "regression test tests/python/test_peft_defects.py::test_known_peft_defect_oft_conv2d_forward"),
-    (lambda tuner, variant, tensor: tuner in ("OFT", "ROAD") and tensor == "unmerge restores W",
+    (lambda tuner, layer, variant, tensor: tuner == "LORA" and layer == "Conv1d-dilated" and tensor in _LORA_DILATION_TENSORS,
+     "confirmed PEFT defect (LoRA on a dilated convolution: lora_A is built with the base's kernel, stride and padding "
+     "but not its dilation, so the adapter path convolves with an undilated kernel — a shape error when the output "
+     "lengths differ, silently wrong numbers when they agree; the merged layer is right), regression test "
+     "tests/python/test_peft_defects.py::test_known_peft_defect_lora_conv_dilation"),
+    (lambda tuner, layer, variant, tensor: tuner in ("OFT", "ROAD") and tensor == "unmerge restores W",
      "confirmed PEFT precision defect: unmerge inverts the rotation in float32 (torch.linalg.inv(R.float())) even "
      "for float64 weights, regression test tests/python/test_peft_defects.py::test_known_peft_defect_oft_unmerge_float32"),
-    (lambda tuner, variant, tensor: tuner == "LORA" and variant.get("use_dora") and "lora_" in tensor,
+    (lambda tuner, layer, variant, tensor: tuner == "LORA" and variant.get("use_dora") and "lora_" in tensor,
      "deliberate: PEFT's DoRA treats the weight norm as a constant (paper §4.3), so lora_A/lora_B get the gradient "
      "of that approximation; gradguard's dora offers both (exact_gradient)"),
 ]
 
 
-def _known(tuner: str, variant: dict, tensor: str, kw: dict | None = None) -> str:
-    why = next((why for match, why in KNOWN if match(tuner, variant, tensor)), "")
+def _known(tuner: str, variant: dict, tensor: str, kw: dict | None = None, layer: str = "") -> str:
+    why = next((why for match, why in KNOWN if match(tuner, layer, variant, tensor)), "")
     return why or _registry_defect(tuner, tensor, kw or {})
 
 
@@ -265,7 +278,9 @@ def _repro(tuner: str, cls: type, kw: dict, layer_name: str, seed: int, check: s
         f"x = LAYERS[{layer_name!r}][1](torch.Generator().manual_seed({seed}))",
         "x = x.double() if x.is_floating_point() else x",
         f"# check: {check}",
-        "print(gg.gradcheck_module(model, x, mode='full'))" if check == "gradcheck" else "print(gg.check(model, x))",
+        {"gradcheck": "print(gg.gradcheck_module(model, x, mode='full'))",
+         "numerics": "from gradguard.compare import compare_live_layer; print(compare_live_layer(model.target, x, "
+                     "model=model))"}.get(check, "print(gg.check(model, x))"),
     ])
 
 
@@ -390,7 +405,7 @@ def _audit_one(report: AuditPeftReport, tname: str, cls: type, lname: str, varia
 
     def finding(check, tensor, err, detail, confirmed_by):
         report.findings.append(Finding(tname, lname, check, tensor, err, detail, _repro(tname, cls, kw, lname, seed, check),
-                                       confirmed_by, _known(tname, variant, tensor, kw)))
+                                       confirmed_by, _known(tname, variant, tensor, kw, lname)))
 
     for check in (_check_gradcheck, _check_identities, _check_flow):
         entry["checks"].append(check.__name__.removeprefix("_check_"))
@@ -400,6 +415,8 @@ def _audit_one(report: AuditPeftReport, tname: str, cls: type, lname: str, varia
             report.skipped.append({"tuner": tname, "layer": lname, "variant": variant,
                                    "reason": f"{entry['checks'][-1]} could not run: {_first_line(e)}"})
             entry["checks"][-1] += " (not run)"
+    if lname != "Linear":  # the Linear numerics run at the registry's own shapes (_numerics)
+        _layer_numerics(report, tname, cls, kw, lname, variant, model, x, entry)
 
 
 _SEEDS = (0, 1)  # the audited seed and the confirming one
@@ -447,6 +464,49 @@ def _check_flow(report, tname, cls, kw, lname, variant, base, model, x, finding)
             finding("flow", param, math.nan, detail + _variant_str(variant), f"seed {_SEEDS[1]}")
         else:
             report.unconfirmed.append({"tuner": tname, "layer": lname, "check": "flow", "tensor": param, "detail": detail})
+
+
+def _layer_numerics(report, tname, cls, kw, lname, variant, model, x, entry) -> None:
+    """(d) on a convolution, Embedding or GPT-2 Conv1D: where gradguard implements the adapter PEFT built here on this
+    layer type (from_peft reads it), PEFT's float64 numbers against gradguard's float64 reference through the
+    lowering, confirmed on a second seed."""
+    from .compare import compare_live_layer
+
+    def failing(model_, x_):
+        rows = compare_live_layer(_tuner_layer(model_), x_, model=model_)
+        return rows[0]["adapter"], {r["tensor"]: r["max_abs"] for r in rows if not r["ok"]}
+
+    from .bridge import from_peft
+
+    layer = next((m for m in model.modules() if hasattr(m, "get_base_layer") and hasattr(m, "active_adapters")), None)
+    try:
+        from_peft(layer) if layer is not None else None
+    except _C.InputError:  # not an adapter (or option, or layer type) gradguard implements: nothing to compare
+        return
+    if layer is None:
+        return
+    try:
+        name, bad = failing(model, x)
+    except Exception as e:  # noqa: BLE001 — a comparison that cannot run is listed with the reason, never hidden
+        report.skipped.append({"tuner": tname, "layer": lname, "variant": variant,
+                               "reason": f"numerics could not run: {_first_line(e)}"})
+        return
+    entry["checks"].append(f"numerics vs gradguard {name}")
+    if not bad:
+        return
+    _, bad2 = failing(*_build(tname, cls, kw, lname, _SEEDS[1])[1:])
+    p64 = _C.policy("float64")
+    for tensor, err in bad.items():
+        if tensor not in bad2:
+            report.unconfirmed.append({"tuner": tname, "layer": lname, "check": "numerics", "tensor": tensor,
+                                       "detail": f"{name}: one seed only"})
+            continue
+        report.findings.append(Finding(
+            tname, lname, "numerics", f"{name}: {tensor}", err,
+            f"PEFT's float64 result on {lname} differs from gradguard's float64 reference through the lowering to a "
+            f"Linear beyond the float64 policy (atol {p64['f64_atol']:g}, rtol {p64['f64_rtol']:g})"
+            + _variant_str(variant),
+            _repro(tname, cls, kw, lname, _SEEDS[0], "numerics"), f"seed {_SEEDS[1]}", _known(tname, variant, f"{name}: {tensor}", kw, lname)))
 
 
 def _numerics(report: AuditPeftReport, tname: str) -> None:

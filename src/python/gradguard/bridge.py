@@ -55,9 +55,10 @@ def _is_kasa(layer: nn.Module, adapter: str) -> bool:
 
 
 def _is_peft_lora(layer: nn.Module, adapter: str, dora: bool) -> bool:
-    from peft.tuners.lora import Linear
+    from peft.tuners.lora import layer as lora
 
-    if type(layer) is not Linear or _is_kasa(layer, adapter):
+    # lora.Linear also wraps GPT-2's Conv1D (fan_in_fan_out); gradguard.layers lowers the other types to Linear
+    if type(layer) not in (lora.Linear, lora.Conv1d, lora.Conv2d, lora.Embedding) or _is_kasa(layer, adapter):
         return False
     return bool(layer.use_dora.get(adapter, False)) == dora
 
@@ -124,6 +125,25 @@ def _loha_config(hp: dict, **extra):
 
     # rank_dropout/module_dropout draw random masks in training; the op is the dropout-free layer.
     return LoHaConfig(r=hp["r"], alpha=hp["alpha"], rank_dropout=0.0, module_dropout=0.0, **extra)
+
+
+def _is_peft_loha(layer: nn.Module, adapter: str) -> bool:
+    if not _is(*(_peft_class("peft.tuners.loha.layer", c) for c in ("Linear", "Conv1d", "Conv2d")))(layer, adapter):
+        return False
+    if adapter in getattr(layer, "hada_t1", {}):
+        raise _C.InputError("argument 'layer': expected a LoHa convolution without use_effective_conv2d (gradguard "
+                            "implements the default form, hada_w*_b over in_channels x kernel), got Tucker cores hada_t1/t2")
+    return True
+
+
+def _is_peft_ia3(layer: nn.Module, adapter: str) -> bool:
+    if not _is(*(_peft_class("peft.tuners.ia3.layer", c) for c in ("Linear", "Conv2d")))(layer, adapter):
+        return False
+    if layer.is_feedforward and isinstance(layer.get_base_layer(), nn.Conv2d):
+        raise _C.InputError("argument 'layer': expected an IA3 Conv2d in the output form (is_feedforward=False): the "
+                            "feed-forward form scales input channels, one value per channel over all kernel positions, "
+                            "which gradguard's ia3 (one value per lowered input column) does not model")
+    return True
 
 
 def _lokr_config(hp: dict, **extra):
@@ -343,8 +363,17 @@ def _peft_class(module: str, cls: str):
     return get
 
 
-def _is(cls: Callable[[], type]) -> Callable[[nn.Module, str], bool]:
-    return lambda layer, adapter: type(layer) is cls()
+def _is(*classes: Callable[[], type]) -> Callable[[nn.Module, str], bool]:
+    """Matches PEFT's layer classes for an adapter: its Linear one first, then those for other base layer types."""
+    def matches(layer: nn.Module, adapter: str) -> bool:
+        for cls in classes:
+            try:
+                if type(layer) is cls():
+                    return True
+            except (ImportError, AttributeError):
+                continue
+        return False
+    return matches
 
 
 _PEFT_SIDE: dict[str, _PeftSide] = {
@@ -363,17 +392,16 @@ _PEFT_SIDE: dict[str, _PeftSide] = {
                          lambda hp, config: dict(r=hp["init_r"], lora_alpha=hp["lora_alpha"]),
                          _is(_peft_class("peft.tuners.adalora", "SVDLinear"))),
     "ia3": _PeftSide(_ia3_config, _peft_class("peft.tuners.ia3", "Linear"),
-                     lambda hp, config: dict(is_feedforward=hp["is_feedforward"]),
-                     _is(_peft_class("peft.tuners.ia3", "Linear")), init_flag="init_ia3_weights"),
+                     lambda hp, config: dict(is_feedforward=hp["is_feedforward"]), _is_peft_ia3,
+                     init_flag="init_ia3_weights"),
     "loha": _PeftSide(_loha_config, _peft_class("peft.tuners.loha", "Linear"),
-                      lambda hp, config: dict(r=hp["r"], alpha=hp["alpha"]),
-                      _is(_peft_class("peft.tuners.loha", "Linear")), init_flag="init_weights"),
+                      lambda hp, config: dict(r=hp["r"], alpha=hp["alpha"]), _is_peft_loha, init_flag="init_weights"),
     "vera": _PeftSide(_vera_config, _vera_layer, lambda hp, config: dict(r=hp["r"]),
                       _is(_peft_class("peft.tuners.vera", "Linear")), init_flag="init_weights"),
     "miss": _PeftSide(_miss_config, _peft_class("peft.tuners.miss", "MissLinear"), lambda hp, config: dict(r=hp["r"]),
                       _is(_peft_class("peft.tuners.miss", "MissLinear")), init_flag="init_weights"),
     "hra": _PeftSide(_hra_config, _peft_class("peft.tuners.hra", "HRALinear"), lambda hp, config: dict(r=hp["r"]),
-                     _is(_peft_class("peft.tuners.hra", "HRALinear")), init_flag="init_weights"),
+                     _is(*(_peft_class("peft.tuners.hra", c) for c in ("HRALinear", "HRAConv2d"))), init_flag="init_weights"),
     "delora": _PeftSide(_delora_config, _peft_class("peft.tuners.delora", "DeloraLinear"),
                         lambda hp, config: dict(r=hp["r"], delora_lambda=config.delora_lambda),
                         _is(_peft_class("peft.tuners.delora", "DeloraLinear")), init_flag="init_weights"),
@@ -386,9 +414,9 @@ _PEFT_SIDE: dict[str, _PeftSide] = {
                      lambda hp, config: dict(block_size=hp["block_size"]),
                      _is(_peft_class("peft.tuners.c3a", "C3ALinear")), init_flag="init_weights"),
     "oft": _PeftSide(_oft_config, _peft_class("peft.tuners.oft", "Linear"), lambda hp, config: dict(r=0),
-                     _is(_peft_class("peft.tuners.oft", "Linear")), init_flag="init_weights"),
+                     _is(*(_peft_class("peft.tuners.oft", c) for c in ("Linear", "Conv2d"))), init_flag="init_weights"),
     "boft": _PeftSide(_boft_config, _peft_class("peft.tuners.boft.layer", "Linear"), lambda hp, config: dict(),
-                      _is(_peft_class("peft.tuners.boft.layer", "Linear")), _boft_unsupported, init_flag="init_weights"),
+                      _is(*(_peft_class("peft.tuners.boft.layer", c) for c in ("Linear", "Conv2d"))), _boft_unsupported, init_flag="init_weights"),
     "shira": _PeftSide(_shira_config, _shira_layer, lambda hp, config: dict(r=hp["r"]), _is_peft_shira,
                        init_flag="init_weights"),
     "fourierft": _PeftSide(_fourierft_config, _peft_class("peft.tuners.fourierft", "FourierFTLinear"),
@@ -484,7 +512,7 @@ def _identify(layer: nn.Module, adapter: str) -> str:
         except ImportError:
             continue
     raise _C.InputError(
-        f"argument 'layer': expected a PEFT layer of a registered adapter ({sorted(_PEFT_SIDE)}) around nn.Linear, "
+        f"argument 'layer': expected a PEFT layer of a registered adapter ({sorted(_PEFT_SIDE)}), "
         f"got {type(layer).__module__}.{type(layer).__name__}")
 
 
@@ -603,12 +631,27 @@ def _hyper_from_layer(name: str, layer: nn.Module, adapter: str) -> dict:
     return hp
 
 
-def _linear_base(layer: nn.Module) -> nn.Linear:
+def _layer_base(layer: nn.Module) -> tuple[nn.Module, "Geometry"]:
+    """The PEFT layer's base layer and how it lowers to a Linear (gradguard.layers)."""
+    from .layers import geometry
+
     base = layer.get_base_layer()
-    if not isinstance(base, nn.Linear):
-        raise _C.InputError(f"argument 'layer': expected a PEFT layer around nn.Linear (the layer type the registry "
-                            f"covers today), got one around {type(base).__module__}.{type(base).__name__}")
-    return base
+    return base, geometry(base)
+
+
+def layer_geometry(layer: nn.Module) -> "Geometry":
+    """How a PEFT layer's base (Linear, Conv1d, Conv2d, Embedding, GPT-2 Conv1D) lowers to the Linear case."""
+    return _layer_base(layer)[1]
+
+
+# PEFT's LoRA names its factors differently on an Embedding (nn.Parameters, not modules): registry key -> PEFT key.
+_EMBEDDING_KEYS = {"lora_A.{adapter}.weight": "lora_embedding_A.{adapter}",
+                   "lora_B.{adapter}.weight": "lora_embedding_B.{adapter}"}
+
+
+def _peft_key(spec: dict, geom, adapter: str) -> str:
+    key = _EMBEDDING_KEYS.get(spec["peft_key"], spec["peft_key"]) if geom.kind == "Embedding" else spec["peft_key"]
+    return key.replace("{adapter}", adapter)
 
 
 def from_peft(layer: nn.Module, adapter: str | None = None) -> tuple[str, dict, dict[str, torch.Tensor]]:
@@ -617,9 +660,12 @@ def from_peft(layer: nn.Module, adapter: str | None = None) -> tuple[str, dict, 
     Tensors are detached views of the layer's own parameters, reshaped to the registry's shapes; the base bias is
     zeros when the base layer has none.
     """
+    from .layers import check_supported
+
     adapter = adapter or _active_adapter(layer)
-    _linear_base(layer)
+    _, geom = _layer_base(layer)
     name = _identify(layer, adapter)
+    check_supported(name, geom)
     hp = _hyper_from_layer(name, layer, adapter)
     return name, hp, {k: v.detach() for k, v in layer_tensors(layer, adapter, name, hp).items()}
 
@@ -627,13 +673,18 @@ def from_peft(layer: nn.Module, adapter: str | None = None) -> tuple[str, dict, 
 def layer_sources(layer: nn.Module, adapter: str, name: str, hp: dict) -> dict[str, tuple[torch.Tensor, tuple]]:
     """{registry name: (the PEFT layer's own tensor, the registry's shape for it)} for every present tensor; the base
     bias is absent when the base layer has none. InputError when another tensor is missing."""
-    base = _linear_base(layer)
-    shapes = _C.tensor_shapes(name, base.in_features, base.out_features, hp)
+    from .layers import weight_as_linear
+
+    base, geom = _layer_base(layer)
+    shapes = _C.tensor_shapes(name, geom.d_in, geom.d_out, hp)
     out = {}
     for spec in info(name)["tensors"]:
         if spec["name"] not in shapes:
             continue
-        t = _peft_tensor(layer, spec["peft_key"].replace("{adapter}", adapter))
+        if spec["name"] == "weight":  # GPT-2's Conv1D and Embedding keep it transposed: a reshape would scramble it
+            out["weight"] = (weight_as_linear(base, geom), tuple(shapes["weight"]))
+            continue
+        t = _peft_tensor(layer, _peft_key(spec, geom, adapter))
         if t is None and spec["name"] != "bias":
             raise _C.InputError(f"argument 'layer': expected PEFT tensor '{spec['peft_key']}' for {name}, not found")
         if t is not None and spec["kind"] == "positions" and t.device != base.weight.device:
@@ -656,13 +707,19 @@ def layer_tensors(layer: nn.Module, adapter: str, name: str, hp: dict) -> dict[s
 
 def load_into_peft(layer: nn.Module, tensors: dict[str, torch.Tensor], adapter: str | None = None) -> None:
     """Copy registry tensors (e.g. a seeded case) into a PEFT layer's parameters, in place."""
+    from .layers import weight_as_linear
+
     adapter = adapter or _active_adapter(layer)
     name = _identify(layer, adapter)
+    base, geom = _layer_base(layer)
     with torch.no_grad():
         for spec in info(name)["tensors"]:
             if spec["name"] not in tensors:
                 continue
-            t = _peft_tensor(layer, spec["peft_key"].replace("{adapter}", adapter))
+            if spec["name"] == "weight":
+                weight_as_linear(base, geom).copy_(tensors["weight"])
+                continue
+            t = _peft_tensor(layer, _peft_key(spec, geom, adapter))
             if t is None:
                 raise _C.InputError(f"argument 'layer': the PEFT layer has no '{spec['peft_key']}' for {spec['name']}")
             fit(t, tensors[spec["name"]].shape).copy_(tensors[spec["name"]])

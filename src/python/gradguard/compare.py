@@ -155,3 +155,59 @@ def compare(name: str, *, backends=BACKENDS, dtype: str = "float32", d_in: int |
     notes += [f"{name}: known PEFT defect (peft rows marked, not counted): {why}" for why in sorted(known)]
     ok = all(r["ok"] or r.get("known_peft_defect") for r in rows)
     return CompareResult(adapter=name, hp=case["hp"], ok=ok, rows=rows, skipped=skipped, notes=notes)
+
+
+def compare_live_layer(layer: nn.Module, x: torch.Tensor, *, backend: str = "eigen", seed: int = 0,
+                       model: nn.Module | None = None) -> list[dict]:
+    """A live float64 PEFT layer around any base type gradguard lowers (Linear, Conv1d, Conv2d, Embedding, GPT-2's
+    Conv1D) against gradguard's float64 ``backend`` run on the tensors ``from_peft`` reads from it: one row per value
+    (y, dx — not for token ids — and each trainable tensor's gradient), PEFT's number as the reference, at the float64
+    policy (or the registry's "peft" override, e.g. FourierFT's float32 ΔW). ``model``: what to call instead of the
+    layer (a wrapper that owns it); ``seed`` draws the output gradient."""
+    from .bridge import _peft_key, from_peft, layer_geometry
+    from .layers import run_backend
+
+    if backend not in ("eigen", "torch"):
+        raise _C.InputError(f"argument 'backend': expected 'eigen' or 'torch', got '{backend}'")
+    name, hp, tensors = from_peft(layer)
+    geom = layer_geometry(layer)
+    if tensors["weight"].dtype != torch.float64:
+        raise _C.InputError(f"argument 'layer': expected a float64 layer (the comparison is at the float64 policy), got "
+                            f"{tensors['weight'].dtype}")
+    run = model or layer
+    x = x.double() if x.is_floating_point() else x
+    xr = x.clone().requires_grad_(x.is_floating_point())
+    y = run(xr)
+    dy = torch.randn(y.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    params = dict(layer.named_parameters())
+    saved = {k: p.grad for k, p in params.items()}
+    for p in params.values():
+        p.grad = None
+    y.backward(dy)
+    peft = {"y": y.detach()}
+    if x.is_floating_point():
+        peft["dx"] = xr.grad
+    for spec in info(name)["tensors"]:
+        p = params.get(_peft_key(spec, geom, _active(layer)))
+        if spec["role"] == "trainable" and p is not None:
+            peft["d " + spec["name"]] = torch.zeros_like(p) if p.grad is None else p.grad
+    for k, p in params.items():  # the caller's gradients, untouched
+        p.grad = saved[k]
+    ours = run_backend(name, backend, "float64", geom, x, tensors, dy, hp)
+    p64 = _C.policy("float64")
+    override = next((o for o in info(name)["tolerance_overrides"] if o["check"] == "peft"), None)
+    atol, rtol = (override["atol"], override["rtol"]) if override else (p64["f64_atol"], p64["f64_rtol"])
+    rows = []
+    for key, ref in peft.items():
+        if key not in ours:
+            raise _C.InputError(f"argument 'layer': gradguard's {name} has no value '{key}' to compare")
+        row = _C.compare_to_reference(key, ref.double(), ours[key].reshape(ref.shape).double(), None, 0.0, atol, rtol)
+        row.update(adapter=name, layer=geom.kind, backend=backend)
+        rows.append(row)
+    return rows
+
+
+def _active(layer: nn.Module) -> str:
+    from .bridge import _active_adapter
+
+    return _active_adapter(layer)

@@ -7,9 +7,10 @@ forward becomes one call of the registry adapter's autograd op (backend ``cuda``
 models, ``torch`` elsewhere) on *views of the layer's own parameters*, so the optimizer, the state dict and
 ``gg.check`` see the same nn.Parameters as before, and every one of them gets its gradient from the analytic backward.
 
-Layers the op cannot reproduce exactly are left on PEFT's forward and listed with the reason: adapters gradguard
-does not implement (or has no kernels for on the chosen backend), dropout on the adapter input, merged or disabled
-adapters, several active adapters.
+Convolutions and GPT-2's Conv1D run the same op on the input lowered to a Linear's rows (gradguard.layers). Layers the
+op cannot reproduce exactly are left on PEFT's forward and listed with the reason: adapters gradguard does not
+implement (or has no kernels for on the chosen backend, or not on that layer type), Embedding bases, dropout on the
+adapter input, merged or disabled adapters, several active adapters.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from torch import nn
 from . import _C
 from ._table import table
 from .bridge import _hyper_from_layer, _identify, fit, layer_sources
+from .layers import check_supported, geometry, lift, lower
 
 
 @dataclass
@@ -68,7 +70,7 @@ def _why_not(layer: nn.Module, name: str, adapter: str, backend: str) -> str | N
     return None
 
 
-def _fused_forward(layer: nn.Module, name: str, adapter: str, hp: dict, backend: str):
+def _fused_forward(layer: nn.Module, name: str, adapter: str, hp: dict, backend: str, geom):
     # Resolved once: the layer's own tensors (nn.Parameters and buffers survive .to()/.cuda(), which change their
     # data in place) and the shapes the registry wants them in; each call only reshapes (views, autograd-tracked).
     by_name = layer_sources(layer, adapter, name, hp)
@@ -82,8 +84,11 @@ def _fused_forward(layer: nn.Module, name: str, adapter: str, hp: dict, backend:
         tensors = {k: fit(t, shape) for k, (t, shape) in by_name.items()}
         if no_bias:
             tensors["bias"] = torch.zeros(weight.shape[0], dtype=weight.dtype, device=weight.device)
-        y = _C.adapter_apply(name, x.to(weight.dtype), tensors, hp, backend)
-        return y.to(x.dtype)
+        if geom.kind == "Linear":
+            return _C.adapter_apply(name, x.to(weight.dtype), tensors, hp, backend).to(x.dtype)
+        # a convolution or GPT-2's Conv1D: the same op on the input lowered to a Linear's rows (gradguard.layers)
+        rows, out_shape = lower(geom, x.to(weight.dtype))
+        return lift(geom, _C.adapter_apply(name, rows, tensors, hp, backend), out_shape).to(x.dtype)
     return forward
 
 
@@ -101,15 +106,19 @@ def fast_path(model: nn.Module, *, backend: str | None = None) -> FastPathReport
     for mname, layer in model.named_modules():
         if not _is_tuner_layer(layer) or not hasattr(layer, "get_base_layer"):
             continue
-        if not isinstance(layer.get_base_layer(), nn.Linear):
-            report.skipped.append((mname, f"base layer {type(layer.get_base_layer()).__name__} (only nn.Linear is fused)"))
-            continue
         adapters = list(getattr(layer, "active_adapters", []))
         adapter = adapters[0] if adapters else "default"
         try:
+            geom = geometry(layer.get_base_layer())
+            if geom.kind == "Embedding":
+                # a lookup would become a product with one-hot rows of vocabulary width: correct, but N x vocab
+                # memory and work where PEFT's lookup gathers rows
+                report.skipped.append((mname, "Embedding base: lookups are not fused (the lowering to one-hot rows "
+                                              "costs N x vocabulary)"))
+                continue
             name = _identify(layer, adapter)
-            hp = _C.resolve_hyper(name, layer.get_base_layer().in_features, layer.get_base_layer().out_features,
-                                  _hyper_from_layer(name, layer, adapter))
+            check_supported(name, geom)
+            hp = _C.resolve_hyper(name, geom.d_in, geom.d_out, _hyper_from_layer(name, layer, adapter))
         except (_C.InputError, KeyError) as e:
             report.skipped.append((mname, str(e)))
             continue
@@ -118,7 +127,7 @@ def fast_path(model: nn.Module, *, backend: str | None = None) -> FastPathReport
             report.skipped.append((mname, reason))
             continue
         try:
-            fused = _fused_forward(layer, name, adapter, hp, backend)
+            fused = _fused_forward(layer, name, adapter, hp, backend, geom)
         except _C.InputError as e:
             report.skipped.append((mname, str(e)))
             continue

@@ -27,12 +27,21 @@ class AdapterLinear(nn.Module):
     """A base nn.Linear plus adapter ``name``, computed by gradguard's torch backend. Trainable tensors are
     nn.Parameters named as in the registry; a given nn.Parameter is used as it is, not copied (in its own shape when
     that differs from the registry's with the same size, e.g. PEFT's (d_out, 1) IA3 vector), so a parameter shared
-    with other modules stays shared. The base weight, bias and other frozen tensors are buffers (copies)."""
+    with other modules stays shared. The base weight, bias and other frozen tensors are buffers (copies).
 
-    def __init__(self, name: str, tensors: dict[str, torch.Tensor], hp: dict):
+    ``geometry`` (gradguard.layers): another base layer type lowered to this Linear — a convolution (the input is
+    unfolded into patches, the output folded back to channels-second), an Embedding (ids as one-hot rows) or GPT-2's
+    Conv1D; ``tensors["weight"]`` is then the lowered (d_out, d_in) weight. None: a plain Linear."""
+
+    def __init__(self, name: str, tensors: dict[str, torch.Tensor], hp: dict, geometry=None):
         super().__init__()
         self.adapter = name
+        self.geometry = geometry
         weight = tensors["weight"]
+        if geometry is not None:
+            from .layers import check_supported
+
+            check_supported(name, geometry)
         self.hp = _C.resolve_hyper(name, weight.shape[1], weight.shape[0], hp)
         self._shapes = {k: tuple(v) for k, v in _C.tensor_shapes(name, weight.shape[1], weight.shape[0], self.hp).items()}
         roles = {t["name"]: t["role"] for t in info(name)["tensors"]}
@@ -47,6 +56,8 @@ class AdapterLinear(nn.Module):
     def from_peft(cls, layer: nn.Module, adapter: str | None = None) -> "AdapterLinear":
         from .bridge import _active_adapter, from_peft, layer_sources
 
+        from .bridge import layer_geometry
+
         name, hp, tensors = from_peft(layer, adapter)
         # The layer's own trainable nn.Parameters are handed over, not copied: the module trains PEFT's parameters,
         # and one shared by every layer of the model (VB-LoRA's vector bank) stays one tensor (a private copy per
@@ -55,11 +66,16 @@ class AdapterLinear(nn.Module):
         for key, (t, _) in layer_sources(layer, adapter or _active_adapter(layer), name, hp).items():
             if roles.get(key) == "trainable" and isinstance(t, nn.Parameter):
                 tensors[key] = t
-        return cls(name, tensors, hp)
+        return cls(name, tensors, hp, layer_geometry(layer))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         tensors = dict(self.named_buffers(recurse=False))
         # a parameter kept in its own layout is viewed in the registry's (autograd reaches the parameter through it)
         tensors.update({k: p if tuple(p.shape) == self._shapes[k] else p.reshape(self._shapes[k])
                         for k, p in self.params.items()})
-        return _C.adapter_apply(self.adapter, x, tensors, self.hp)
+        if self.geometry is None or self.geometry.kind == "Linear":
+            return _C.adapter_apply(self.adapter, x, tensors, self.hp)
+        from .layers import lift, lower
+
+        rows, out_shape = lower(self.geometry, x, tensors["weight"].dtype)
+        return lift(self.geometry, _C.adapter_apply(self.adapter, rows, tensors, self.hp), out_shape)

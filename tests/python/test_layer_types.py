@@ -1,0 +1,210 @@
+"""Layer types beyond nn.Linear (Conv1d, Conv2d, Embedding, GPT-2's Conv1D), generated from the registry's
+``layer_types``: for every adapter x layer type it declares, PEFT's own layer around a real base of that type (every
+factor non-zero) is read by ``from_peft`` and reproduced by gradguard's eigen and torch backends through the lowering
+(gradguard.layers) at the float64 policy — output, input gradient and every trainable tensor's gradient; gradguard's
+op on that layer passes finite differences; ``fast_path`` swaps it and every parameter still gets its gradient. No
+test here names an adapter except the refusals, which are about one adapter's PEFT option."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+import gradguard as gg
+from gradguard import _C, layers
+from gradguard.audit_peft import _Host as Host
+from gradguard.bridge import from_peft, peft_config
+from gradguard.compare import compare_live_layer
+from gradguard.ops import AdapterLinear
+from gradguard.registry import adapters, check_hp, info
+
+pytest.importorskip("peft")
+transformers = pytest.importorskip("transformers")
+
+
+# Bases larger than their kernels, strided and padded; inputs drawn per seed.
+BASES = {
+    "Conv2d": (lambda: nn.Conv2d(4, 6, 3, stride=2, padding=1), lambda g: torch.randn(2, 4, 7, 6, generator=g)),
+    # no dilation: PEFT's LoRA builds lora_A without the base's dilation (output lengths then differ; see the note)
+    "Conv1d": (lambda: nn.Conv1d(4, 6, 3, stride=2, padding=1), lambda g: torch.randn(2, 4, 9, generator=g)),
+    "Embedding": (lambda: nn.Embedding(11, 6), lambda g: torch.randint(0, 11, (2, 3), generator=g)),
+    "Conv1D": (lambda: transformers.pytorch_utils.Conv1D(5, 6), lambda g: torch.randn(2, 3, 6, generator=g)),
+}
+
+CASES = [(name, kind) for name in adapters() for kind in info(name)["layer_types"] if kind != "Linear"]
+
+
+def build(name: str, kind: str, seed: int = 0):
+    """(model, PEFT's tuner layer, input): PEFT's own layer for ``name`` around a ``kind`` base, in float64, with
+    every factor random (the adapter's init switch off)."""
+    from peft import get_peft_model, inject_adapter_in_model
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    torch.manual_seed(seed)
+    make_base, make_input = BASES[kind]
+    host = Host(make_base()).double()
+    geom = layers.geometry(host.target)
+    hp = check_hp(name, geom.d_in, geom.d_out, {}, 2)
+    config = peft_config(name, hp, geom.d_in, geom.d_out, init_weights=False, target_modules=["target"])
+    try:
+        model = inject_adapter_in_model(config, host)
+    except ValueError as e:  # model-wide shared tensors (VeRA's projections, ...) need the PeftModel wrapper
+        if "get_peft_model" not in str(e):
+            raise
+        model = get_peft_model(host, config)
+    model.double().eval()
+    layer = next(m for m in model.modules() if isinstance(m, BaseTunerLayer))
+    x = make_input(torch.Generator().manual_seed(seed))
+    return model, layer, (x.double() if x.is_floating_point() else x)
+
+
+def compare_with_peft(name: str, kind: str, seed: int, backend: str) -> list[dict]:
+    """Failing rows of gradguard's ``backend`` (float64) against PEFT's layer (empty when all agree)."""
+    model, layer, x = build(name, kind, seed)
+    assert from_peft(layer)[0] == name
+    rows = compare_live_layer(layer, x, backend=backend, seed=100 + seed, model=model)
+    want = {"y", "dx"} if x.is_floating_point() else {"y"}
+    want |= {"d " + t for t in AdapterLinear.from_peft(layer).params}
+    assert {r["tensor"] for r in rows} == want  # every value compared, none missing
+    return [r for r in rows if not r["ok"]]
+
+
+@pytest.mark.parametrize("name,kind", CASES, ids=[f"{n}-{k}" for n, k in CASES])
+@pytest.mark.parametrize("backend", ["eigen", "torch"])
+def test_matches_peft_layer(name, kind, backend):
+    for seed in (0, 1):
+        assert compare_with_peft(name, kind, seed, backend) == []
+
+
+@pytest.mark.parametrize("name,kind", CASES, ids=[f"{n}-{k}" for n, k in CASES])
+def test_op_passes_finite_differences(name, kind):
+    _, layer, x = build(name, kind)
+    op = AdapterLinear.from_peft(layer)
+    if "exact_gradient" in op.hp:  # DoRA: PEFT's detached norm is by design not the derivative; check the true one
+        op.hp = {**op.hp, "exact_gradient": 1.0}
+    res = gg.gradcheck_module(op, x, mode="full")
+    assert res.ok, str(res)
+    checked = {t["name"] for t in res.tensors}
+    assert {f"params.{k}" for k in op.params} <= checked, checked  # every trainable tensor, not a subset
+    if x.is_floating_point():
+        assert any(n.startswith("input") for n in checked), checked
+
+
+@pytest.mark.parametrize("name,kind", [c for c in CASES if c[1] != "Embedding"],
+                         ids=[f"{n}-{k}" for n, k in CASES if k != "Embedding"])
+def test_fast_path_swaps_and_trains_every_parameter(name, kind):
+    model, layer, x = build(name, kind)
+    want = model(x).detach()
+    report = gg.fast_path(model, backend="torch")
+    assert [a for _, a in report.swapped] == [name], str(report)
+    # against PEFT's own forward: its registry-recorded deviation (FourierFT's float32 ΔW) is the only slack
+    override = next((o for o in info(name)["tolerance_overrides"] if o["check"] == "peft"), None)
+    rtol, atol = (override["rtol"], override["atol"]) if override else (1e-10, 1e-12)
+    torch.testing.assert_close(model(x), want, rtol=rtol, atol=atol)
+    flow = gg.check(model, x, loss_fn=lambda y: y.pow(2).mean())
+    assert flow.ok, str(flow)
+
+
+def test_embedding_left_on_peft_forward_with_reason():
+    model, _, _ = build("lora", "Embedding")
+    report = gg.fast_path(model, backend="torch")
+    assert report.swapped == [] and "one-hot" in report.skipped[0][1]
+
+
+# --- planted faults: the comparison above must fail when the lowering is wrong -------------------------------------
+
+def test_planted_untransposed_conv1d_weight_is_caught(monkeypatch):
+    real = layers.weight_as_linear
+    monkeypatch.setattr(layers, "weight_as_linear",
+                        lambda base, geom: base.weight.reshape(geom.d_out, geom.d_in) if geom.kind == "Conv1D"
+                        else real(base, geom))
+    bad = compare_with_peft("lora", "Conv1D", 0, "eigen")
+    assert {r["tensor"] for r in bad} >= {"y", "dx"}
+
+
+def test_planted_wrong_patch_adjoint_is_caught(monkeypatch):
+    real = layers.input_grad
+    monkeypatch.setattr(layers, "input_grad", lambda geom, x, dX: real(geom, x, dX.flip(0)))
+    bad = compare_with_peft("lora", "Conv2d", 0, "torch")
+    assert [r["tensor"] for r in bad] == ["dx"]
+
+
+# --- refusals -----------------------------------------------------------------------------------------------------
+
+def test_unsupported_layer_type_names_the_supported_ones():
+    from peft import OFTConfig, inject_adapter_in_model
+
+    model = inject_adapter_in_model(OFTConfig(r=2, oft_block_size=0, target_modules=["target"]),
+                                    Host(nn.Conv2d(4, 6, 3)))
+    with pytest.raises(_C.InputError, match=r"expected oft around one of the layer types .*\['Linear'\].*Conv2d"):
+        from_peft(model.target)
+
+
+def test_grouped_and_string_padded_convolutions_are_refused():
+    with pytest.raises(_C.InputError, match="groups=1.*got groups=2"):
+        layers.geometry(nn.Conv2d(4, 6, 3, groups=2))
+    with pytest.raises(_C.InputError, match="padding='same'"):
+        layers.geometry(nn.Conv1d(4, 6, 3, padding="same"))
+    with pytest.raises(_C.InputError, match="padding_idx=None.*got padding_idx=0"):
+        layers.geometry(nn.Embedding(5, 3, padding_idx=0))
+
+
+def test_bad_inputs_name_the_argument():
+    conv = layers.geometry(nn.Conv2d(4, 6, 3))
+    with pytest.raises(_C.InputError, match=r"argument 'x': expected shape \(\[N,\] 4, L, L\)"):
+        layers.lower(conv, torch.randn(2, 3, 5, 5))
+    with pytest.raises(_C.InputError, match="smaller than the Conv2d's dilated kernel"):
+        layers.lower(conv, torch.randn(2, 4, 2, 2))
+    emb = layers.geometry(nn.Embedding(5, 3))
+    with pytest.raises(_C.InputError, match=r"ids in \[0, 5\)"):
+        layers.lower(emb, torch.tensor([[1, 5]]))
+    with pytest.raises(_C.InputError, match="integer token ids"):
+        layers.lower(emb, torch.randn(2, 3))
+
+
+@pytest.mark.parametrize("conv", [nn.Conv1d(3, 5, 3, stride=2, padding=2, dilation=2),
+                                  nn.Conv2d(3, 5, (3, 2), stride=(1, 2), padding=(1, 0), dilation=(2, 1))],
+                         ids=["conv1d-dilated", "conv2d-mixed"])
+def test_lowering_is_the_convolution(conv):
+    """lift(lower(x) Wᵀ + b) is the convolution itself, and input_grad is its adjoint (what autograd gives)."""
+    conv = conv.double()
+    geom = layers.geometry(conv)
+    x = torch.randn(2, 3, 9, 8, dtype=torch.float64)[..., 0] if geom.kind == "Conv1d" else \
+        torch.randn(2, 3, 9, 8, dtype=torch.float64)
+    rows, shape = layers.lower(geom, x)
+    y = layers.lift(geom, rows @ layers.weight_as_linear(conv, geom).T + conv.bias, shape)
+    xr = x.clone().requires_grad_(True)
+    want = conv(xr)
+    torch.testing.assert_close(y, want, rtol=1e-12, atol=1e-12)
+    dy = torch.randn_like(want)
+    want.backward(dy)
+    dX = layers.lower_grad(geom, dy) @ layers.weight_as_linear(conv, geom)
+    torch.testing.assert_close(layers.input_grad(geom, x, dX), xr.grad, rtol=1e-12, atol=1e-12)
+
+
+def test_unbatched_convolution_input():
+    model, layer, x = build("lora", "Conv2d")
+    op = AdapterLinear.from_peft(layer)
+    torch.testing.assert_close(op(x[0]), model(x[:1])[0], rtol=1e-12, atol=1e-12)
+
+
+def test_loha_effective_conv_and_ia3_feedforward_conv_are_refused():
+    from peft import IA3Config, LoHaConfig, inject_adapter_in_model
+
+    loha = inject_adapter_in_model(LoHaConfig(r=2, use_effective_conv2d=True, target_modules=["target"]),
+                                   Host(nn.Conv2d(4, 6, 3)))
+    with pytest.raises(_C.InputError, match="use_effective_conv2d"):
+        from_peft(loha.target)
+    ia3 = inject_adapter_in_model(IA3Config(target_modules=["target"], feedforward_modules=["target"]),
+                                  Host(nn.Conv2d(4, 6, 3)))
+    with pytest.raises(_C.InputError, match="is_feedforward=False"):
+        from_peft(ia3.target)
+
+
+def test_registry_declares_what_peft_wraps():
+    """Every declared layer type is one PEFT's tuner builds (PEFT's refusal would make the comparisons above error)."""
+    assert CASES, "no adapter declares a layer type beyond Linear"
+    for name, kind in CASES:
+        build(name, kind)
