@@ -42,6 +42,10 @@ ROWS = [
     ("fourierft", 6, 5, {"n_frequency": 30, "scaling": 7.5}),
     ("fourierft", 16, 12, {"n_frequency": 150}),
     ("shira", 6, 6, {"r": 3}),
+    # LoKr on a convolution lowered to a Linear (4 channels x kernel 3): channels factorized, w2 carrying the kernel,
+    # unfactored (r = 2) and factored (r = 1) w2
+    ("lokr", 12, 6, {"r": 2, "conv_kernel": 3}),
+    ("lokr", 12, 6, {"r": 1, "conv_kernel": 3}),
     # WaveFT with every grid entry a Haar coefficient on odd widths (the padded grid's quadrants all reached)
     ("waveft", 9, 7, {"n_frequency": 63, "scaling": 3.0}),
 ]

@@ -117,3 +117,30 @@ def test_known_peft_defect_lora_conv_dilation():
     rows = {r["tensor"]: r for r in compare_live_layer(model.target, x, model=model)}
     assert not rows["y"]["ok"]
     assert rows["y"]["max_abs"] == pytest.approx(err, rel=1e-9)  # gradguard's output is the merged (dilated) one
+
+
+def test_known_peft_defect_lokr_conv1d_kron():
+    # LoKr's ΔW is w1 ⊗ w2 over (out, in) channels, w2 carrying the kernel. PEFT's make_kron unsqueezes w1 for a 4-D
+    # (Conv2d) w2 only; on Conv1d torch.kron of the 2-D w1 and the 3-D w2 broadcasts w1 as (1, a, c), and the reshape
+    # to (out, in, k) scrambles the result. Its Conv2d form is right; gradguard computes the Kronecker product on both.
+    from peft import LoKrConfig, inject_adapter_in_model
+
+    from gradguard.audit_peft import _Host
+    from gradguard.compare import compare_live_layer
+
+    def delta_error(conv):
+        torch.manual_seed(0)
+        model = inject_adapter_in_model(LoKrConfig(r=2, init_weights=False, target_modules=["target"]),
+                                        _Host(conv)).double()
+        layer = model.target
+        w1, w2 = layer.lokr_w1["default"], layer.lokr_w2["default"]
+        kron = torch.kron(w1, w2.reshape(w2.shape[0], -1)) * layer.scaling["default"]
+        return (layer.get_delta_weight("default") - kron.reshape(conv.weight.shape)).abs().max().item(), model
+
+    err1, model = delta_error(nn.Conv1d(4, 6, 3))
+    err2, _ = delta_error(nn.Conv2d(4, 6, 3))
+    assert err2 < 1e-12  # the Conv2d form is the Kronecker product
+    assert err1 > 1e-2, f"PEFT's LoKr Conv1d builds w1 ⊗ w2 now ({err1:.2e}): retire the known entry in peft_defects"
+    x = torch.randn(2, 4, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    rows = {r["tensor"]: r for r in compare_live_layer(model.target, x, model=model)}
+    assert not rows["y"]["ok"] and "make_kron" in rows["y"]["known_peft_defect"]

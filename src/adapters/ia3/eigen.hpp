@@ -7,12 +7,32 @@
 // Backward:
 //   output: dZ = dY ⊙ l   (N, d_out);  dl = Σ_rows dY ⊙ Z  (d_out);  dX = dZ W    (N, d_in)
 //   input:  dU = dY W     (N, d_in);   dl = Σ_rows dU ⊙ X  (d_in);   dX = dU ⊙ l  (N, d_in)
+// On a convolution lowered to a Linear (d_in = in_channels · K, K = conv_kernel, columns channel-major) the input
+// form has one value per channel: l (in_channels) acts as its K-fold repetition l⁺ (d_in), dl sums each channel's K
+// columns (the adjoint of the repetition). K = 1 for a Linear.
 #pragma once
 #include "core/registry.hpp"
 
 namespace gg::ia3 {
 
 inline bool feedforward(const HyperParams& hp) { return hp.at("is_feedforward") != 0.0; }
+inline int64_t conv_kernel(const HyperParams& hp) { return static_cast<int64_t>(hp.at("conv_kernel")); }
+
+// l⁺ (1, C·K): each of l's C values repeated K times.
+template <class T>
+Mat<T> repeat_per_channel(const Mat<T>& l, int64_t k) {
+  Mat<T> out(1, l.cols() * k);
+  for (int64_t c = 0; c < l.cols(); ++c) out.block(0, c * k, 1, k).setConstant(l(0, c));
+  return out;
+}
+
+// The adjoint: (1, C·K) -> (1, C), each channel's K entries summed.
+template <class T>
+Mat<T> sum_per_channel(const Mat<T>& v, int64_t k) {
+  Mat<T> out(1, v.cols() / k);
+  for (int64_t c = 0; c < out.cols(); ++c) out(0, c) = v.block(0, c * k, 1, k).sum();
+  return out;
+}
 
 template <class T>
 Mat<T> forward(const Mat<T>& x, const TensorMap<T>& t, const HyperParams& hp) {
@@ -20,7 +40,8 @@ Mat<T> forward(const Mat<T>& x, const TensorMap<T>& t, const HyperParams& hp) {
   const Mat<T>& l = t.at("ia3_l");   // (1, d_out) or (1, d_in)
   Mat<T> y;
   if (feedforward(hp)) {
-    const Mat<T> U = x.array().rowwise() * l.row(0).array();  // (N, d_in)
+    const Mat<T> lx = repeat_per_channel(l, conv_kernel(hp));  // (1, d_in)
+    const Mat<T> U = x.array().rowwise() * lx.row(0).array();  // (N, d_in)
     y = U * W.transpose();                                     // (N, d_out)
     y.rowwise() += t.at("bias").row(0);
   } else {
@@ -37,9 +58,11 @@ Grads<T> backward(const Mat<T>& x, const TensorMap<T>& t, const HyperParams& hp,
   const Mat<T>& l = t.at("ia3_l");   // (1, d_out) or (1, d_in)
   Grads<T> g;
   if (feedforward(hp)) {
+    const int64_t k = conv_kernel(hp);
     const Mat<T> dU = dy * W;                                                  // (N, d_in)
-    g.dparams["ia3_l"] = (dU.array() * x.array()).colwise().sum().matrix();    // (1, d_in)
-    g.dx = dU.array().rowwise() * l.row(0).array();                            // (N, d_in)
+    const Mat<T> dlx = (dU.array() * x.array()).colwise().sum().matrix();      // (1, d_in)
+    g.dparams["ia3_l"] = sum_per_channel(dlx, k);                              // (1, d_in / K)
+    g.dx = dU.array().rowwise() * repeat_per_channel(l, k).row(0).array();     // (N, d_in)
   } else {
     Mat<T> Z = x * W.transpose();  // (N, d_out)
     Z.rowwise() += t.at("bias").row(0);

@@ -1,6 +1,9 @@
 // Registry entry for `ia3` (PEFT IA3Config, ia3 Linear around nn.Linear). Not low-rank: only the base layer's
 // tensors are shared with the LoRA family (core/linear.hpp).
+#include <string>
+
 #include "adapters/ia3/eigen.hpp"
+#include "core/errors.hpp"
 #include "core/linear.hpp"
 
 namespace gg {
@@ -13,10 +16,21 @@ const AdapterInfo& ia3_info() {
     a.summary = "Y = (X Wᵀ + b) ⊙ l, l (d_out); with is_feedforward Y = (X ⊙ l) Wᵀ + b, l (d_in)";
     a.hyper = {{"is_feedforward", 0, HyperParamSpec::Kind::flag,
                 "1: l (d_in) scales the layer's input (a module in IA3Config.feedforward_modules); 0: l (d_out) "
-                "scales its output, bias included"}};
+                "scales its output, bias included"},
+               {"conv_kernel", 1, HyperParamSpec::Kind::integer,
+                "not PEFT's: the kernel volume of a convolution lowered to this Linear (d_in = in_channels · "
+                "conv_kernel); the input form then has one value per channel; 1 for a Linear"}};
+    a.validate = [](const Dims& d, const HyperParams& hp) {
+      const double k = hp.at("conv_kernel");
+      if (k < 1 || d.d_in % static_cast<int64_t>(k) != 0)
+        throw InputError("conv_kernel", "a kernel volume >= 1 that divides d_in = " + std::to_string(d.d_in),
+                         std::to_string(static_cast<int64_t>(k)));
+    };
     a.tensors = linear::base_tensors();
     a.tensors.push_back({"ia3_l", TensorRole::trainable,
-                         [](const Dims& d, const HyperParams& hp) { return Shape{ia3::feedforward(hp) ? d.d_in : d.d_out}; },
+                         [](const Dims& d, const HyperParams& hp) {
+                           return Shape{ia3::feedforward(hp) ? d.d_in / ia3::conv_kernel(hp) : d.d_out};
+                         },
                          "ia3_l.{adapter}", "ones", "", {}});
     a.scaling = [](const HyperParams&) { return 1.0; };  // IA3 has no scaling factor: l is the whole update
     a.eigen64 = {ia3::forward<double>, ia3::backward<double>};
@@ -47,7 +61,8 @@ const AdapterInfo& ia3_info() {
         "the output form scales the base bias too (PEFT multiplies base_layer(x) by l; merging scales W's rows and b)",
     };
     a.layer_types = {"Linear", "Conv2d", "Conv1D"};
-    a.notes.push_back("on Conv2d: the output form only (ia3_l over out_channels); the feed-forward form scales input channels, one value shared by each channel's kernel positions, and is refused by from_peft");
+    a.notes.push_back("on Conv2d the input (feed-forward) form scales input channels: l has one value per channel, "
+                      "shared by its kernel positions (conv_kernel)");
     return a;
   }();
   return info;

@@ -10,7 +10,10 @@ namespace {
 
 at::Tensor forward(const at::Tensor& x, const TorchTensors& t, const HyperParams& hp, TorchTensors* saved) {
   const at::Tensor& l = t.at("ia3_l");
-  if (ia3::feedforward(hp)) return at::addmm(t.at("bias"), x * l, t.at("weight").t());  // (N, d_out)
+  if (ia3::feedforward(hp)) {
+    const at::Tensor lx = l.repeat_interleave(ia3::conv_kernel(hp));  // (d_in): one value per channel, K times
+    return at::addmm(t.at("bias"), x * lx, t.at("weight").t());        // (N, d_out)
+  }
   const at::Tensor Z = at::addmm(t.at("bias"), x, t.at("weight").t());                  // (N, d_out)
   if (saved) (*saved)["Z"] = Z;
   return Z * l;
@@ -23,9 +26,10 @@ TorchGrads backward(const at::Tensor& x, const TorchTensors& t, const HyperParam
   TorchGrads g;
   if (ia3::feedforward(hp)) {
     if (!request.dx && !request.wants("ia3_l")) return g;
+    const int64_t k = ia3::conv_kernel(hp);
     const at::Tensor dU = at::mm(dy, W);                                        // (N, d_in)
-    if (request.wants("ia3_l")) g.dparams["ia3_l"] = (dU * x).sum(0);          // (d_in)
-    if (request.dx) g.dx = dU.mul_(l);                                          // (N, d_in), dU not needed after
+    if (request.wants("ia3_l")) g.dparams["ia3_l"] = (dU * x).sum(0).view({-1, k}).sum(1);  // (d_in / K)
+    if (request.dx) g.dx = dU.mul_(k == 1 ? l : l.repeat_interleave(k));       // (N, d_in), dU not needed after
     return g;
   }
   if (request.wants("ia3_l")) {

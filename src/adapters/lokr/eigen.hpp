@@ -37,13 +37,18 @@ inline std::pair<int64_t, int64_t> factorization(int64_t dimension, int64_t fact
 
 struct KronDims {
   int64_t a, b, c, d;  // w1 (a, c), w2 (b, d): d_out = a·b, d_in = c·d
+  int64_t d_channels;  // d / conv_kernel: w2's input channels (d itself for a Linear)
 };
 
+// On a convolution lowered to a Linear (d_in = in_channels · conv_kernel, columns channel-major) PEFT factorizes the
+// input channels only and w2 carries the whole kernel: w2 (b, d_channels, *kernel) viewed as (b, d_channels·kernel),
+// so ΔW = s·(w1 ⊗ w2) holds on the lowered weight with d = d_channels · conv_kernel.
 inline KronDims kron_dims(const Dims& dims, const HyperParams& hp) {
   const auto f = static_cast<int64_t>(hp.at("decompose_factor"));
-  const auto [c, d] = factorization(dims.d_in, f);
+  const auto kernel = static_cast<int64_t>(hp.at("conv_kernel"));
+  const auto [c, d_channels] = factorization(dims.d_in / kernel, f);
   const auto [a, b] = factorization(dims.d_out, f);
-  return {a, b, c, d};
+  return {a, b, c, d_channels * kernel, d_channels};
 }
 
 inline double scaling(const HyperParams& hp) { return hp.at("alpha") / hp.at("r"); }

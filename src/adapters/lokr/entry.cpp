@@ -1,4 +1,4 @@
-// Registry entry for `lokr` (PEFT LoKrConfig, lokr Linear around nn.Linear; the Conv forms come with the layer types).
+// Registry entry for `lokr` (PEFT LoKrConfig: lokr Linear, and Conv1d/Conv2d lowered to a Linear with conv_kernel).
 #include "adapters/lokr/eigen.hpp"
 #include "core/lowrank.hpp"
 
@@ -28,11 +28,15 @@ void derive(const Dims& dims, HyperParams& hp) {
   const lokr::KronDims k = lokr::kron_dims(dims, hp);
   const double r = hp.at("r");
   hp["use_w1"] = (hp.at("decompose_both") != 0.0 && r < std::max(k.a, k.c) / 2.0) ? 0.0 : 1.0;
-  hp["use_w2"] = r < std::max(k.b, k.d) / 2.0 ? 0.0 : 1.0;
+  hp["use_w2"] = r < std::max(k.b, k.d_channels) / 2.0 ? 0.0 : 1.0;  // channels only on a convolution, as PEFT
 }
 
 void validate(const Dims& dims, const HyperParams& hp) {
   lowrank::validate_rank(dims, hp, "r", lowrank::RankBound::none);  // PEFT allows any r for the Kronecker sides
+  const double kernel = hp.at("conv_kernel");
+  if (kernel < 1 || dims.d_in % static_cast<int64_t>(kernel) != 0)
+    throw InputError("conv_kernel", "a kernel volume >= 1 that divides d_in = " + std::to_string(dims.d_in),
+                     std::to_string(static_cast<int64_t>(kernel)));
   const double f = hp.at("decompose_factor");
   if (f == 0 || f < -1)
     throw InputError("decompose_factor", "-1 (factors near the square root) or a positive integer",
@@ -53,6 +57,9 @@ const AdapterInfo& lokr_info() {
         {"decompose_both", 0, HyperParamSpec::Kind::flag, "also factor w1 into w1_a w1_b when r is small enough"},
         {"decompose_factor", -1, HyperParamSpec::Kind::integer,
          "Kronecker factorization divider of each dim (-1: factors near the square root)"},
+        {"conv_kernel", 1, HyperParamSpec::Kind::integer,
+         "not PEFT's: the kernel volume of a convolution lowered to this Linear (d_in = in_channels · conv_kernel; "
+         "PEFT factorizes the channels only and w2 carries the kernel); 1 for a Linear"},
         {"use_w1", 1, HyperParamSpec::Kind::derived, "1: w1 is one tensor; 0: w1 = w1_a w1_b (PEFT decides)"},
         {"use_w2", 1, HyperParamSpec::Kind::derived, "1: w2 is one tensor; 0: w2 = w2_a w2_b (PEFT decides)"},
     };
@@ -93,6 +100,9 @@ const AdapterInfo& lokr_info() {
         "(from_peft rejects a layer with either > 0)",
         "PEFT's default init (w1 = 0, w2 random) is an identity at init; init_weights='lycoris' (w2 = 0) too",
     };
+    a.layer_types = {"Linear", "Conv1d", "Conv2d"};
+    a.notes.push_back("on convolutions: the default form (w2 over in_channels x kernel); use_effective_conv2d (the "
+                      "Tucker core lokr_t2) is not modelled and is refused by from_peft");
     return a;
   }();
   return info;

@@ -95,8 +95,6 @@ _RANK_FIELDS = ("r",)
 _INIT_FIELDS = ("init_lora_weights", "init_ia3_weights", "init_weights")
 
 
-_LORA_DILATION_TENSORS = {"merged == unmerged", "lora: y", "lora: dx", "lora: d lora_A", "lora: d lora_B", "dora: y",
-                          "dora: dx", "dora: d lora_A", "dora: d lora_B", "dora: d lora_magnitude_vector"}
 
 # Findings PEFT documents as deliberate, with the reason: still reported (the gradient is not the true one), marked.
 KNOWN = [
@@ -108,7 +106,7 @@ KNOWN = [
      "confirmed PEFT defect (OFT on Conv2d: the rotation module unfolds the input with stride 1 and no padding, "
      "whatever the convolution's own, and folds overlapping patches back as a sum: not the identity even at init), "
      "regression test tests/python/test_peft_defects.py::test_known_peft_defect_oft_conv2d_forward"),
-    (lambda tuner, layer, variant, tensor: tuner == "LORA" and layer == "Conv1d-dilated" and tensor in _LORA_DILATION_TENSORS,
+    (lambda tuner, layer, variant, tensor: tuner == "LORA" and layer == "Conv1d-dilated" and tensor == "merged == unmerged",
      "confirmed PEFT defect (LoRA on a dilated convolution: lora_A is built with the base's kernel, stride and padding "
      "but not its dilation, so the adapter path convolves with an undilated kernel — a shape error when the output "
      "lengths differ, silently wrong numbers when they agree; the merged layer is right), regression test "
@@ -472,8 +470,11 @@ def _layer_numerics(report, tname, cls, kw, lname, variant, model, x, entry) -> 
     lowering, confirmed on a second seed."""
     from .compare import compare_live_layer
 
+    known = {}
+
     def failing(model_, x_):
         rows = compare_live_layer(_tuner_layer(model_), x_, model=model_)
+        known.update({r["tensor"]: r["known_peft_defect"] for r in rows if r.get("known_peft_defect")})
         return rows[0]["adapter"], {r["tensor"]: r["max_abs"] for r in rows if not r["ok"]}
 
     from .bridge import from_peft
@@ -506,7 +507,7 @@ def _layer_numerics(report, tname, cls, kw, lname, variant, model, x, entry) -> 
             f"PEFT's float64 result on {lname} differs from gradguard's float64 reference through the lowering to a "
             f"Linear beyond the float64 policy (atol {p64['f64_atol']:g}, rtol {p64['f64_rtol']:g})"
             + _variant_str(variant),
-            _repro(tname, cls, kw, lname, _SEEDS[0], "numerics"), f"seed {_SEEDS[1]}", _known(tname, variant, f"{name}: {tensor}", kw, lname)))
+            _repro(tname, cls, kw, lname, _SEEDS[0], "numerics"), f"seed {_SEEDS[1]}", known.get(tensor) or _known(tname, variant, f"{name}: {tensor}", kw, lname)))
 
 
 def _numerics(report: AuditPeftReport, tname: str) -> None:

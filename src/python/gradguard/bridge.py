@@ -127,23 +127,32 @@ def _loha_config(hp: dict, **extra):
     return LoHaConfig(r=hp["r"], alpha=hp["alpha"], rank_dropout=0.0, module_dropout=0.0, **extra)
 
 
-def _is_peft_loha(layer: nn.Module, adapter: str) -> bool:
-    if not _is(*(_peft_class("peft.tuners.loha.layer", c) for c in ("Linear", "Conv1d", "Conv2d")))(layer, adapter):
-        return False
-    if adapter in getattr(layer, "hada_t1", {}):
-        raise _C.InputError("argument 'layer': expected a LoHa convolution without use_effective_conv2d (gradguard "
-                            "implements the default form, hada_w*_b over in_channels x kernel), got Tucker cores hada_t1/t2")
-    return True
+def _lycoris_layer(module: str, tucker: str) -> Callable[[nn.Module, str], bool]:
+    """LoHa's/LoKr's layers (Linear, Conv1d, Conv2d); a convolution with use_effective_conv2d (Tucker cores, the
+    `tucker` ParameterDict) is refused: gradguard implements the default form, w2 over in_channels x kernel."""
+    def matches(layer: nn.Module, adapter: str) -> bool:
+        if not _is(*(_peft_class(module, c) for c in ("Linear", "Conv1d", "Conv2d")))(layer, adapter):
+            return False
+        if adapter in getattr(layer, tucker, {}):
+            raise _C.InputError(f"argument 'layer': expected a convolution without use_effective_conv2d (gradguard "
+                                f"implements the default form, the factors over in_channels x kernel), got the Tucker "
+                                f"core {tucker}")
+        return True
+    return matches
 
 
-def _is_peft_ia3(layer: nn.Module, adapter: str) -> bool:
-    if not _is(*(_peft_class("peft.tuners.ia3.layer", c) for c in ("Linear", "Conv2d")))(layer, adapter):
-        return False
-    if layer.is_feedforward and isinstance(layer.get_base_layer(), nn.Conv2d):
-        raise _C.InputError("argument 'layer': expected an IA3 Conv2d in the output form (is_feedforward=False): the "
-                            "feed-forward form scales input channels, one value per channel over all kernel positions, "
-                            "which gradguard's ia3 (one value per lowered input column) does not model")
-    return True
+def _conv_kernel(layer: nn.Module, adapter: str) -> int:
+    """The kernel volume of the layer's base (1 unless a convolution): d_in of the lowered Linear / in_channels."""
+    geom = layer_geometry(layer)
+    return geom.d_in // geom.in_channels if geom.in_channels else 1
+
+
+def _no_kernel(hp: dict) -> str | None:
+    """make_peft_layer builds PEFT's Linear layer: a conv_kernel (a convolution lowered to a Linear) is not one."""
+    if hp.get("conv_kernel", 1) == 1:
+        return None
+    return ("conv_kernel > 1 describes a convolution lowered to a Linear, which PEFT's Linear layer has no form for "
+            "(PEFT's own Conv1d/Conv2d layers are compared in tests/python/test_layer_types.py)")
 
 
 def _lokr_config(hp: dict, **extra):
@@ -392,10 +401,12 @@ _PEFT_SIDE: dict[str, _PeftSide] = {
                          lambda hp, config: dict(r=hp["init_r"], lora_alpha=hp["lora_alpha"]),
                          _is(_peft_class("peft.tuners.adalora", "SVDLinear"))),
     "ia3": _PeftSide(_ia3_config, _peft_class("peft.tuners.ia3", "Linear"),
-                     lambda hp, config: dict(is_feedforward=hp["is_feedforward"]), _is_peft_ia3,
+                     lambda hp, config: dict(is_feedforward=hp["is_feedforward"]),
+                     _is(*(_peft_class("peft.tuners.ia3.layer", c) for c in ("Linear", "Conv2d"))), _no_kernel,
                      init_flag="init_ia3_weights"),
     "loha": _PeftSide(_loha_config, _peft_class("peft.tuners.loha", "Linear"),
-                      lambda hp, config: dict(r=hp["r"], alpha=hp["alpha"]), _is_peft_loha, init_flag="init_weights"),
+                      lambda hp, config: dict(r=hp["r"], alpha=hp["alpha"]),
+                      _lycoris_layer("peft.tuners.loha.layer", "hada_t1"), init_flag="init_weights"),
     "vera": _PeftSide(_vera_config, _vera_layer, lambda hp, config: dict(r=hp["r"]),
                       _is(_peft_class("peft.tuners.vera", "Linear")), init_flag="init_weights"),
     "miss": _PeftSide(_miss_config, _peft_class("peft.tuners.miss", "MissLinear"), lambda hp, config: dict(r=hp["r"]),
@@ -431,7 +442,7 @@ _PEFT_SIDE: dict[str, _PeftSide] = {
                         init_flag=None),
     "lokr": _PeftSide(_lokr_config, _peft_class("peft.tuners.lokr", "Linear"),
                       lambda hp, config: dict(r=hp["r"], alpha=hp["alpha"]),
-                      _is(_peft_class("peft.tuners.lokr", "Linear")), init_flag="init_weights"),
+                      _lycoris_layer("peft.tuners.lokr.layer", "lokr_t2"), _no_kernel, init_flag="init_weights"),
 }
 
 
@@ -556,20 +567,20 @@ def _lokr_decompose_both(layer: nn.Module, adapter: str) -> bool:
 
 def _lokr_decompose_factor(layer: nn.Module, adapter: str) -> int:
     # The layer keeps no factor either: find the one that reproduces its Kronecker sides (default -1 first).
-    base = layer.get_base_layer()
+    geom, kernel = layer_geometry(layer), _conv_kernel(layer, adapter)
     w1 = layer.lokr_w1[adapter] if adapter in layer.lokr_w1 else layer.lokr_w1_a[adapter] @ layer.lokr_w1_b[adapter]
     a, c = w1.shape
-    candidates = [-1] + sorted({a, c, base.out_features // a, base.in_features // c})
+    candidates = [-1] + sorted({a, c, geom.d_out // a, geom.d_in // kernel // c})
     for f in candidates:
-        hp = _C.resolve_hyper("lokr", base.in_features, base.out_features,
-                              {"r": _rank(layer, adapter), "decompose_factor": f,
+        hp = _C.resolve_hyper("lokr", geom.d_in, geom.d_out,
+                              {"r": _rank(layer, adapter), "decompose_factor": f, "conv_kernel": kernel,
                                "decompose_both": _lokr_decompose_both(layer, adapter)})
-        shapes = _C.tensor_shapes("lokr", base.in_features, base.out_features, hp)
+        shapes = _C.tensor_shapes("lokr", geom.d_in, geom.d_out, hp)
         w1_shape = shapes["lokr_w1"] if "lokr_w1" in shapes else [shapes["lokr_w1_a"][0], shapes["lokr_w1_b"][1]]
         if list(w1_shape) == [a, c]:
             return f
     raise _C.InputError(f"argument 'layer': expected LoKr sides that a decompose_factor reproduces, got w1 {a}x{c} "
-                        f"for a {base.out_features}x{base.in_features} base weight")
+                        f"for a {geom.d_out}x{geom.d_in} (lowered) base weight")
 
 
 def _prefixed(layer: nn.Module, prefixes: tuple[str, ...], field: str) -> dict:
@@ -615,6 +626,7 @@ _HYPER_FROM_LAYER: dict[str, Callable[[nn.Module, str], object]] = {
     "topk": lambda layer, a: int(layer.topk[a]),
     "decompose_both": _lokr_decompose_both,
     "decompose_factor": _lokr_decompose_factor,
+    "conv_kernel": _conv_kernel,
 }
 
 

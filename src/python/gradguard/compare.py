@@ -14,7 +14,7 @@ from torch import nn
 from . import _C
 from ._table import table
 from .bridge import load_into_peft, make_peft_layer, peft_unsupported_reason
-from .peft_defects import known_peft_defect
+from .peft_defects import known_layer_defect, known_peft_defect
 from .registry import check_dims, check_hp, info
 
 BACKENDS = ("eigen", "torch", "cuda", "peft")
@@ -162,7 +162,8 @@ def compare_live_layer(layer: nn.Module, x: torch.Tensor, *, backend: str = "eig
     """A live float64 PEFT layer around any base type gradguard lowers (Linear, Conv1d, Conv2d, Embedding, GPT-2's
     Conv1D) against gradguard's float64 ``backend`` run on the tensors ``from_peft`` reads from it: one row per value
     (y, dx — not for token ids — and each trainable tensor's gradient), PEFT's number as the reference, at the float64
-    policy (or the registry's "peft" override, e.g. FourierFT's float32 ΔW). ``model``: what to call instead of the
+    policy (or the registry's "peft" override, e.g. FourierFT's float32 ΔW); a failing row of a confirmed PEFT defect
+    on this layer (peft_defects.known_layer_defect) carries ``known_peft_defect``. ``model``: what to call instead of the
     layer (a wrapper that owns it); ``seed`` draws the output gradient."""
     from .bridge import _peft_key, from_peft, layer_geometry
     from .layers import run_backend
@@ -197,12 +198,15 @@ def compare_live_layer(layer: nn.Module, x: torch.Tensor, *, backend: str = "eig
     p64 = _C.policy("float64")
     override = next((o for o in info(name)["tolerance_overrides"] if o["check"] == "peft"), None)
     atol, rtol = (override["atol"], override["rtol"]) if override else (p64["f64_atol"], p64["f64_rtol"])
+    defect = known_layer_defect(name, geom.kind, layer, _active(layer))
     rows = []
     for key, ref in peft.items():
         if key not in ours:
             raise _C.InputError(f"argument 'layer': gradguard's {name} has no value '{key}' to compare")
         row = _C.compare_to_reference(key, ref.double(), ours[key].reshape(ref.shape).double(), None, 0.0, atol, rtol)
         row.update(adapter=name, layer=geom.kind, backend=backend)
+        if defect and not row["ok"]:
+            row["known_peft_defect"] = defect  # reported, not counted: gradguard's value is the one FD confirms
         rows.append(row)
     return rows
 
