@@ -77,6 +77,13 @@ def test_known_peft_defect_oft_conv2d_forward():
     with torch.no_grad():
         err = (model(x) - base(x)).abs().max().item()
     assert err > 1e-2, f"PEFT's OFT Conv2d is the identity at init now ({err:.2e}): retire the audit's known entry"
+    # With every rotation random, gradguard's Conv2d OFT (the rotated filter) is PEFT's merged layer, not its forward.
+    from gradguard.compare import compare_live_layer
+
+    model = _peft_oft(nn.Conv2d(4, 6, 3, stride=2, padding=1), oft_block_size=4, init_weights=False)
+    rows = {r["tensor"]: r for r in compare_live_layer(model.target, x, model=model)}
+    assert rows["y"]["ok"] and rows["dx"]["ok"] and rows["y"]["reference"] == "peft merged"
+    assert not rows["d oft_R"]["ok"] and "stride 1" in rows["d oft_R"]["known_peft_defect"]
 
 
 def test_known_peft_defect_oft_unmerge_float32():
@@ -98,25 +105,47 @@ def test_known_peft_defect_lora_conv_dilation():
     # strided output lengths agree anyway (11 -> 3 with or without dilation 2 at stride 3) the adapter path silently
     # convolves with an undilated kernel: merged (dilated ΔW, right) and unmerged forwards disagree, and gradguard's
     # lowering (the dilated patches) agrees with the merged one.
-    from peft import LoraConfig, inject_adapter_in_model
+    from peft import LoraConfig
+
+    err, rows = _merge_gap_and_rows(LoraConfig(r=2, init_lora_weights=False, target_modules=["target"]),
+                                    nn.Conv1d(4, 6, 3, stride=3, dilation=2), (2, 4, 11))
+    assert err > 1e-2, f"PEFT's LoRA honours a convolution's dilation now ({err:.2e}): retire the audit's known entry"
+    # gradguard's output and input gradient are the merged (dilated) layer's; PEFT's factor gradients are marked
+    assert rows["y"]["ok"] and rows["dx"]["ok"] and rows["y"]["reference"] == "peft merged"
+    assert not rows["d lora_A"]["ok"] and "dilation" in rows["d lora_A"]["known_peft_defect"]
+
+
+def _merge_gap_and_rows(config, conv: nn.Module, x_shape: tuple) -> tuple[float, dict]:
+    """(max |merged − unmerged| of PEFT's layer for ``config`` around ``conv``, compare_live_layer's rows by tensor)."""
+    from peft import inject_adapter_in_model
 
     from gradguard.audit_peft import _Host
     from gradguard.compare import compare_live_layer
 
     torch.manual_seed(0)
-    model = inject_adapter_in_model(LoraConfig(r=2, init_lora_weights=False, target_modules=["target"]),
-                                    _Host(nn.Conv1d(4, 6, 3, stride=3, dilation=2))).double()
-    x = torch.randn(2, 4, 11, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    model = inject_adapter_in_model(config, _Host(conv)).double()
+    x = torch.randn(*x_shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         y = model(x)
         model.target.merge()
         merged = model(x)
         model.target.unmerge()
-    err = (merged - y).abs().max().item()
-    assert err > 1e-2, f"PEFT's LoRA honours a convolution's dilation now ({err:.2e}): retire the audit's known entry"
-    rows = {r["tensor"]: r for r in compare_live_layer(model.target, x, model=model)}
-    assert not rows["y"]["ok"]
-    assert rows["y"]["max_abs"] == pytest.approx(err, rel=1e-9)  # gradguard's output is the merged (dilated) one
+    return (merged - y).abs().max().item(), {r["tensor"]: r for r in compare_live_layer(model.target, x, model=model)}
+
+
+@pytest.mark.parametrize("config", ["BOFTConfig", "HRAConfig"])
+def test_known_peft_defect_rotation_conv2d_geometry(config):
+    # BOFT's and HRA's unmerged Conv2d forwards call F.conv2d(x, W', padding=base.padding[0], stride=base.stride[0])
+    # with no dilation: on a dilated convolution whose output size happens to agree (11 -> 3 at stride 3), merged and
+    # unmerged forwards disagree; gradguard's lowering is the merged layer.
+    import peft
+
+    kw = {"boft_block_size": 2} if config == "BOFTConfig" else {"r": 2}
+    err, rows = _merge_gap_and_rows(getattr(peft, config)(init_weights=False, target_modules=["target"], **kw),
+                                    nn.Conv2d(4, 6, 3, stride=3, dilation=2), (2, 4, 11, 11))
+    assert err > 1e-2, f"PEFT's {config} Conv2d honours dilation now ({err:.2e}): retire its entry in peft_defects"
+    assert rows["y"]["ok"] and rows["dx"]["ok"] and rows["y"]["reference"] == "peft merged"
+    assert any(r.get("known_peft_defect") for r in rows.values())
 
 
 def test_known_peft_defect_lokr_conv1d_kron():

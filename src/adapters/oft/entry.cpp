@@ -66,6 +66,10 @@ const AdapterInfo& oft_info() {
         "coft (a no-grad projection of the parameter inside forward) and module_dropout (unused by PEFT 0.21.2's "
         "forward) are not modelled; from_peft refuses a coft layer",
     };
+    // On Conv2d the rotation acts on the flattened (in_channels·kh·kw) filter dimension: PEFT's merged weight.
+    // PEFT's unmerged forward rotates stride-1 unfolded input patches and folds them back as a sum instead (a
+    // confirmed defect, gradguard/peft_defects.py), so comparisons mark it and gradguard follows the merge.
+    a.layer_types = {"Linear", "Conv2d"};
     return a;
   }();
   return info;

@@ -46,10 +46,12 @@ LAYERS = {
                "nn.Conv1d(4, 6, 3, stride=2, padding=1)"),
     "Conv2d": (lambda: nn.Conv2d(4, 6, 3, stride=2, padding=1), lambda g: torch.randn(1, 4, 5, 5, generator=g),
                "nn.Conv2d(4, 6, 3, stride=2, padding=1)"),
-    # a dilated kernel whose strided output length equals the undilated one's (11 -> 3 either way), so a tuner that
+    # dilated kernels whose strided output sizes equal the undilated ones' (11 -> 3 either way), so a tuner that
     # drops the dilation computes silently wrong numbers instead of failing on a shape
     "Conv1d-dilated": (lambda: nn.Conv1d(4, 6, 3, stride=3, dilation=2), lambda g: torch.randn(2, 4, 11, generator=g),
                        "nn.Conv1d(4, 6, 3, stride=3, dilation=2)"),
+    "Conv2d-dilated": (lambda: nn.Conv2d(4, 6, 3, stride=3, dilation=2),
+                       lambda g: torch.randn(1, 4, 11, 11, generator=g), "nn.Conv2d(4, 6, 3, stride=3, dilation=2)"),
     "Embedding": (lambda: nn.Embedding(11, 6), lambda g: torch.randint(0, 11, (2, 3), generator=g),
                   "nn.Embedding(11, 6)"),
     "Conv1D": (_conv1d_gpt2, lambda g: torch.randn(2, 6, generator=g), "transformers.pytorch_utils.Conv1D(5, 6)"),
@@ -106,11 +108,12 @@ KNOWN = [
      "confirmed PEFT defect (OFT on Conv2d: the rotation module unfolds the input with stride 1 and no padding, "
      "whatever the convolution's own, and folds overlapping patches back as a sum: not the identity even at init), "
      "regression test tests/python/test_peft_defects.py::test_known_peft_defect_oft_conv2d_forward"),
-    (lambda tuner, layer, variant, tensor: tuner == "LORA" and layer == "Conv1d-dilated" and tensor == "merged == unmerged",
-     "confirmed PEFT defect (LoRA on a dilated convolution: lora_A is built with the base's kernel, stride and padding "
-     "but not its dilation, so the adapter path convolves with an undilated kernel — a shape error when the output "
-     "lengths differ, silently wrong numbers when they agree; the merged layer is right), regression test "
-     "tests/python/test_peft_defects.py::test_known_peft_defect_lora_conv_dilation"),
+    (lambda tuner, layer, variant, tensor: tuner in ("LORA", "BOFT", "HRA") and layer.endswith("-dilated") and tensor == "merged == unmerged",
+     "confirmed PEFT defect (LoRA, BOFT and HRA on a dilated convolution: LoRA's lora_A is built without the base's "
+     "dilation, BOFT's and HRA's forwards call F.conv2d without it, so the unmerged forward convolves with an "
+     "undilated kernel — a shape error when the output sizes differ, silently wrong numbers when they agree; the "
+     "merged layer is right), regression tests tests/python/test_peft_defects.py::"
+     "test_known_peft_defect_lora_conv_dilation and ::test_known_peft_defect_rotation_conv2d_geometry"),
     (lambda tuner, layer, variant, tensor: tuner in ("OFT", "ROAD") and tensor == "unmerge restores W",
      "confirmed PEFT precision defect: unmerge inverts the rotation in float32 (torch.linalg.inv(R.float())) even "
      "for float64 weights, regression test tests/python/test_peft_defects.py::test_known_peft_defect_oft_unmerge_float32"),
@@ -480,11 +483,17 @@ def _layer_numerics(report, tname, cls, kw, lname, variant, model, x, entry) -> 
     from .bridge import from_peft
 
     layer = next((m for m in model.modules() if hasattr(m, "get_base_layer") and hasattr(m, "active_adapters")), None)
-    try:
-        from_peft(layer) if layer is not None else None
-    except _C.InputError:  # not an adapter (or option, or layer type) gradguard implements: nothing to compare
-        return
     if layer is None:
+        return
+    try:
+        from_peft(layer)
+    except _C.InputError as e:
+        # not an adapter (or option, or layer type) gradguard implements: nothing to compare; but a refusal of a
+        # layer type the registry declares for an adapter it recognises is listed, never silently absent
+        declared = _declared_refusal(layer, lname)
+        if declared:
+            report.skipped.append({"tuner": tname, "layer": lname, "variant": variant,
+                                   "reason": f"numerics vs gradguard {declared} not run: {_first_line(e)}"})
         return
     try:
         name, bad = failing(model, x)
@@ -508,6 +517,20 @@ def _layer_numerics(report, tname, cls, kw, lname, variant, model, x, entry) -> 
             f"Linear beyond the float64 policy (atol {p64['f64_atol']:g}, rtol {p64['f64_rtol']:g})"
             + _variant_str(variant),
             _repro(tname, cls, kw, lname, _SEEDS[0], "numerics"), f"seed {_SEEDS[1]}", known.get(tensor) or _known(tname, variant, f"{name}: {tensor}", kw, lname)))
+
+
+def _declared_refusal(layer: nn.Module, lname: str) -> str | None:
+    """The registry adapter that declares this layer type, when the bridge recognises the layer as one (else None)."""
+    from .bridge import _active_adapter, _identify
+    from .layers import geometry
+    from .registry import info
+
+    try:
+        name = _identify(layer, _active_adapter(layer))
+        kind = geometry(layer.get_base_layer()).kind
+    except _C.InputError:
+        return None
+    return name if kind in info(name)["layer_types"] else None
 
 
 def _numerics(report: AuditPeftReport, tname: str) -> None:

@@ -703,8 +703,18 @@ def layer_sources(layer: nn.Module, adapter: str, name: str, hp: dict) -> dict[s
             # PEFT keeps index tables in plain dicts that .to()/.cuda() do not move (it moves them per call)
             t = t.to(base.weight.device)
         if t is not None:
+            _check_own_size(spec, t, shapes[spec["name"]], _peft_key(spec, geom, adapter))
             out[spec["name"]] = (t, tuple(shapes[spec["name"]]))
     return out
+
+
+def _check_own_size(spec: dict, t: torch.Tensor, shape, key: str) -> None:
+    """Only frozen tensors may be leading blocks of larger shared ones (VeRA's projections); a trainable tensor of
+    another size means PEFT built the layer for other dims (e.g. BOFT/HRA on a non-square kernel, sized by
+    kernel_size[0]²), and a slice of it would train part of the parameter."""
+    if spec["role"] == "trainable" and t.numel() != math.prod(shape):
+        raise _C.InputError(f"argument 'layer': expected PEFT's {key} with {math.prod(shape)} entries "
+                            f"(registry shape {list(shape)} for this layer), got shape {list(t.shape)}")
 
 
 def layer_tensors(layer: nn.Module, adapter: str, name: str, hp: dict) -> dict[str, torch.Tensor]:
@@ -719,7 +729,7 @@ def layer_tensors(layer: nn.Module, adapter: str, name: str, hp: dict) -> dict[s
 
 def load_into_peft(layer: nn.Module, tensors: dict[str, torch.Tensor], adapter: str | None = None) -> None:
     """Copy registry tensors (e.g. a seeded case) into a PEFT layer's parameters, in place."""
-    from .layers import weight_as_linear
+    from .layers import weight_from_linear
 
     adapter = adapter or _active_adapter(layer)
     name = _identify(layer, adapter)
@@ -729,9 +739,10 @@ def load_into_peft(layer: nn.Module, tensors: dict[str, torch.Tensor], adapter: 
             if spec["name"] not in tensors:
                 continue
             if spec["name"] == "weight":
-                weight_as_linear(base, geom).copy_(tensors["weight"])
+                base.weight.copy_(weight_from_linear(tensors["weight"], base, geom))
                 continue
             t = _peft_tensor(layer, _peft_key(spec, geom, adapter))
             if t is None:
                 raise _C.InputError(f"argument 'layer': the PEFT layer has no '{spec['peft_key']}' for {spec['name']}")
+            _check_own_size(spec, t, tensors[spec["name"]].shape, _peft_key(spec, geom, adapter))
             fit(t, tensors[spec["name"]].shape).copy_(tensors[spec["name"]])

@@ -6,6 +6,7 @@ to k × the error of a naive same-precision torch implementation (autograd throu
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 import torch
@@ -162,53 +163,92 @@ def compare_live_layer(layer: nn.Module, x: torch.Tensor, *, backend: str = "eig
     """A live float64 PEFT layer around any base type gradguard lowers (Linear, Conv1d, Conv2d, Embedding, GPT-2's
     Conv1D) against gradguard's float64 ``backend`` run on the tensors ``from_peft`` reads from it: one row per value
     (y, dx — not for token ids — and each trainable tensor's gradient), PEFT's number as the reference, at the float64
-    policy (or the registry's "peft" override, e.g. FourierFT's float32 ΔW); a failing row of a confirmed PEFT defect
-    on this layer (peft_defects.known_layer_defect) carries ``known_peft_defect``. ``model``: what to call instead of the
-    layer (a wrapper that owns it); ``seed`` draws the output gradient."""
+    policy (or the registry's "peft" override, e.g. FourierFT's float32 ΔW). ``model``: what to call instead of the
+    layer (a wrapper that owns it); ``seed`` draws the output gradient.
+
+    Where PEFT's forward on this layer is a confirmed defect (peft_defects.known_layer_defect): if PEFT's merged layer
+    is right, y and dx are compared with a merged copy instead (row "reference": "peft merged", counted as usual);
+    the rows that can only come from the defective forward carry ``known_peft_defect`` (reported, not counted)."""
     from .bridge import _peft_key, from_peft, layer_geometry
-    from .layers import run_backend
+    from .layers import lower, run_backend
 
     if backend not in ("eigen", "torch"):
         raise _C.InputError(f"argument 'backend': expected 'eigen' or 'torch', got '{backend}'")
     name, hp, tensors = from_peft(layer)
     geom = layer_geometry(layer)
+    adapter = _active(layer)
     if tensors["weight"].dtype != torch.float64:
         raise _C.InputError(f"argument 'layer': expected a float64 layer (the comparison is at the float64 policy), got "
                             f"{tensors['weight'].dtype}")
     run = model or layer
     x = x.double() if x.is_floating_point() else x
-    xr = x.clone().requires_grad_(x.is_floating_point())
-    y = run(xr)
-    dy = torch.randn(y.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-    params = dict(layer.named_parameters())
-    saved = {k: p.grad for k, p in params.items()}
-    for p in params.values():
-        p.grad = None
-    y.backward(dy)
-    peft = {"y": y.detach()}
-    if x.is_floating_point():
-        peft["dx"] = xr.grad
-    for spec in info(name)["tensors"]:
-        p = params.get(_peft_key(spec, geom, _active(layer)))
-        if spec["role"] == "trainable" and p is not None:
-            peft["d " + spec["name"]] = torch.zeros_like(p) if p.grad is None else p.grad
-    for k, p in params.items():  # the caller's gradients, untouched
-        p.grad = saved[k]
+    _, out_shape = lower(geom, x, torch.float64)
+    defect = known_layer_defect(name, geom.kind, layer, adapter)
+    dy = torch.randn(out_shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(x.device)
+
+    def peft_run(module: nn.Module, tuner: nn.Module) -> dict[str, torch.Tensor]:
+        xr = x.clone().requires_grad_(x.is_floating_point())
+        y = module(xr)
+        if tuple(y.shape) != tuple(out_shape):
+            raise _C.InputError(f"argument 'layer': expected PEFT's {name} on this {geom.kind} to keep the base layer's "
+                                f"output shape {list(out_shape)}, got {list(y.shape)}"
+                                + (f" ({defect})" if defect else ""))
+        params = dict(tuner.named_parameters())
+        saved = {k: p.grad for k, p in params.items()}
+        for p in params.values():
+            p.grad = None
+        y.backward(dy)
+        out = {"y": y.detach()}
+        if x.is_floating_point():
+            out["dx"] = xr.grad
+        for spec in info(name)["tensors"]:
+            p = params.get(_peft_key(spec, geom, adapter))
+            if spec["role"] == "trainable" and p is not None:
+                out["d " + spec["name"]] = torch.zeros_like(p) if p.grad is None else p.grad
+        for k, p in params.items():  # the caller's gradients, untouched
+            p.grad = saved[k]
+        return out
+
+    merged = None
+    if defect and defect.merged_is_right:
+        # merged in a copy: PEFT's unmerge need not restore W exactly (OFT inverts in float32)
+        copy_run = copy.deepcopy(run)
+        copy_layer = copy_run if model is None else dict(copy_run.named_modules())[
+            next(n for n, m in run.named_modules() if m is layer)]
+        with torch.no_grad():
+            copy_layer.merge()
+        merged = peft_run(copy_run, copy_layer)
+    try:
+        peft = peft_run(run, layer)
+    except _C.InputError:
+        if merged is None:
+            raise
+        peft = {**{k: None for k in ("y", "dx") if k in merged}, **_unmeasured(name, tensors)}
     ours = run_backend(name, backend, "float64", geom, x, tensors, dy, hp)
     p64 = _C.policy("float64")
     override = next((o for o in info(name)["tolerance_overrides"] if o["check"] == "peft"), None)
     atol, rtol = (override["atol"], override["rtol"]) if override else (p64["f64_atol"], p64["f64_rtol"])
-    defect = known_layer_defect(name, geom.kind, layer, _active(layer))
     rows = []
     for key, ref in peft.items():
         if key not in ours:
             raise _C.InputError(f"argument 'layer': gradguard's {name} has no value '{key}' to compare")
+        reference = "peft"
+        if merged is not None and key in merged and key in ("y", "dx"):
+            ref, reference = merged[key], "peft merged"
+        if ref is None:  # PEFT's forward could not run on this layer (its defect): nothing to compare with
+            rows.append({"tensor": key, "ok": False, "max_abs": float("nan"), "adapter": name, "layer": geom.kind,
+                         "backend": backend, "reference": reference, "known_peft_defect": defect.reason})
+            continue
         row = _C.compare_to_reference(key, ref.double(), ours[key].reshape(ref.shape).double(), None, 0.0, atol, rtol)
-        row.update(adapter=name, layer=geom.kind, backend=backend)
-        if defect and not row["ok"]:
-            row["known_peft_defect"] = defect  # reported, not counted: gradguard's value is the one FD confirms
+        row.update(adapter=name, layer=geom.kind, backend=backend, reference=reference)
+        if defect and not row["ok"] and reference == "peft":
+            row["known_peft_defect"] = defect.reason  # reported, not counted: gradguard's value is the one FD confirms
         rows.append(row)
     return rows
+
+
+def _unmeasured(name: str, tensors: dict) -> dict:
+    return {"d " + t["name"]: None for t in info(name)["tensors"] if t["role"] == "trainable" and t["name"] in tensors}
 
 
 def _active(layer: nn.Module) -> str:

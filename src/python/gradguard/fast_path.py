@@ -23,7 +23,8 @@ from torch import nn
 from . import _C
 from ._table import table
 from .bridge import _hyper_from_layer, _identify, fit, layer_sources
-from .layers import check_supported, geometry, lift, lower
+from .layers import check_supported, geometry, lift, lower, weight_as_linear
+from .peft_defects import known_layer_defect
 
 
 @dataclass
@@ -31,6 +32,8 @@ class FastPathReport:
     backend: str
     swapped: list[tuple[str, str]] = field(default_factory=list)  # (module name, registry adapter)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (module name, reason)
+    # (module name, note): swapped layers whose PEFT forward is a confirmed defect, so the swap changes the numbers
+    notes: list[tuple[str, str]] = field(default_factory=list)
     _restore: list[tuple[nn.Module, object]] = field(default_factory=list, repr=False)
 
     def undo(self) -> None:
@@ -45,8 +48,9 @@ class FastPathReport:
 
     def __str__(self) -> str:
         rows = [[m, a, "fused"] for m, a in self.swapped] + [[m, "-", f"PEFT forward: {r}"] for m, r in self.skipped]
-        return (f"fast_path ({self.backend}): {len(self.swapped)} layers swapped, {len(self.skipped)} left on PEFT\n"
-                + table(["module", "adapter", "path"], rows))
+        out = (f"fast_path ({self.backend}): {len(self.swapped)} layers swapped, {len(self.skipped)} left on PEFT\n"
+               + table(["module", "adapter", "path"], rows))
+        return out + "".join(f"\nnote {m}: {n}" for m, n in self.notes)
 
 
 def _default_backend(model: nn.Module) -> str:
@@ -76,7 +80,12 @@ def _fused_forward(layer: nn.Module, name: str, adapter: str, hp: dict, backend:
     by_name = layer_sources(layer, adapter, name, hp)
     no_bias = "bias" not in by_name
 
+    base = layer.get_base_layer()
+
     def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        # the base weight read afresh each call: .to()/.double() and PEFT's merges replace its .data, which a view
+        # taken at swap time (transposed or reshaped for a non-Linear base) would not follow
+        by_name["weight"] = (base.weight if geom.kind == "Linear" else weight_as_linear(base, geom), by_name["weight"][1])
         weight = by_name["weight"][0]
         for k, (t, shape) in list(by_name.items()):
             if t.device != weight.device:  # an index table in a plain dict that the model's .to() did not move:
@@ -92,9 +101,14 @@ def _fused_forward(layer: nn.Module, name: str, adapter: str, hp: dict, backend:
     return forward
 
 
-def fast_path(model: nn.Module, *, backend: str | None = None) -> FastPathReport:
+def fast_path(model: nn.Module, *, backend: str | None = None, convolutions: bool = False) -> FastPathReport:
     """Swap the forward of every PEFT tuner layer whose adapter gradguard implements for gradguard's op (in place);
-    returns what was swapped, what was left on PEFT's forward and why, and ``undo()``."""
+    returns what was swapped, what was left on PEFT's forward and why, and ``undo()``.
+
+    ``convolutions``: also swap Conv1d/Conv2d layers with a kernel larger than 1. The op runs them on unfolded patches
+    (im2col), which the backward keeps: kernel-volume times the input's activation memory where PEFT's layer keeps
+    the input itself, and an im2col GEMM in place of cuDNN's convolution. Off by default; every parameter still
+    trains on PEFT's forward, which gg.check verifies."""
     from .flow import _is_tuner_layer
 
     backend = backend or _default_backend(model)
@@ -116,6 +130,11 @@ def fast_path(model: nn.Module, *, backend: str | None = None) -> FastPathReport
                 report.skipped.append((mname, "Embedding base: lookups are not fused (the lowering to one-hot rows "
                                               "costs N x vocabulary)"))
                 continue
+            if geom.kind in ("Conv1d", "Conv2d") and geom.d_in != geom.in_channels and not convolutions:
+                report.skipped.append((mname, f"{geom.kind} with a {'x'.join(map(str, geom.kernel))} kernel: lowered to "
+                                              f"patches its activations cost kernel-volume times PEFT's (pass "
+                                              f"convolutions=True to swap it anyway)"))
+                continue
             name = _identify(layer, adapter)
             check_supported(name, geom)
             hp = _C.resolve_hyper(name, geom.d_in, geom.d_out, _hyper_from_layer(name, layer, adapter))
@@ -134,4 +153,7 @@ def fast_path(model: nn.Module, *, backend: str | None = None) -> FastPathReport
         report._restore.append((layer, layer.__dict__.get("forward")))
         layer.forward = types.MethodType(fused, layer)
         report.swapped.append((mname, name))
+        defect = known_layer_defect(name, geom.kind, layer, adapter)
+        if defect:
+            report.notes.append((mname, f"the fused op computes the adapter's maths, not PEFT's forward here ({defect.reason})"))
     return report

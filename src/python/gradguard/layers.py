@@ -39,6 +39,7 @@ class Geometry:
     stride: tuple = ()
     padding: tuple = ()
     dilation: tuple = ()
+    padding_idx: int | None = None  # Embedding: the id whose lookups pass no gradient to the looked-up table
 
 
 def _is_gpt2_conv1d(module: nn.Module) -> bool:
@@ -58,7 +59,7 @@ def layer_type(module: nn.Module) -> str | None:
 
 def geometry(base: nn.Module) -> Geometry:
     """The lowering of ``base``; InputError naming what is not supported (grouped or non-zero-padded convolutions,
-    string padding, embeddings with max_norm / scale_grad_by_freq / sparse / padding_idx)."""
+    string padding, embeddings with max_norm / scale_grad_by_freq / sparse)."""
     kind = layer_type(base)
     if kind is None:
         raise _C.InputError(f"argument 'layer': expected a PEFT layer around one of {list(LAYER_TYPES)}, got one around "
@@ -69,11 +70,11 @@ def geometry(base: nn.Module) -> Geometry:
     if kind == "Conv1D":
         return Geometry(kind, w.shape[0], w.shape[1])
     if kind == "Embedding":
-        for attr, ok in (("max_norm", None), ("scale_grad_by_freq", False), ("sparse", False), ("padding_idx", None)):
+        for attr, ok in (("max_norm", None), ("scale_grad_by_freq", False), ("sparse", False)):
             if getattr(base, attr) != ok:
                 raise _C.InputError(f"argument 'layer': expected an nn.Embedding with {attr}={ok} (gradguard does not "
                                     f"model PEFT's lookup with it), got {attr}={getattr(base, attr)}")
-        return Geometry(kind, w.shape[0], w.shape[1])
+        return Geometry(kind, w.shape[0], w.shape[1], padding_idx=base.padding_idx)
     if base.groups != 1:
         raise _C.InputError(f"argument 'layer': expected a convolution with groups=1 (gradguard lowers a convolution to "
                             f"one matrix product), got groups={base.groups}")
@@ -102,6 +103,13 @@ def weight_as_linear(base: nn.Module, geom: Geometry) -> torch.Tensor:
     return w.reshape(geom.d_out, geom.d_in)
 
 
+def weight_from_linear(w: torch.Tensor, base: nn.Module, geom: Geometry) -> torch.Tensor:
+    """The inverse of weight_as_linear: a (d_out, d_in) matrix in the base layer's own weight layout."""
+    if geom.kind in ("Conv1D", "Embedding"):
+        return w.t()
+    return w.reshape(base.weight.shape)
+
+
 def _as_2d(geom: Geometry) -> tuple[tuple, tuple, tuple, tuple]:
     """Conv1d runs as a Conv2d of height 1 (F.unfold is 2-D only)."""
     if geom.kind == "Conv1d":
@@ -123,10 +131,13 @@ def lower(geom: Geometry, x: torch.Tensor, dtype: torch.dtype | None = None) -> 
     if geom.kind == "Embedding":
         if x.is_floating_point() or x.is_complex():
             raise _C.InputError(f"argument 'x': expected integer token ids for an Embedding, got {x.dtype}")
-        if x.numel() and (int(x.min()) < 0 or int(x.max()) >= geom.d_in):
+        ids = x.reshape(-1)
+        if ids.numel() and bool(((ids < 0) | (ids >= geom.d_in)).any()):  # one host sync
             raise _C.InputError(f"argument 'x': expected ids in [0, {geom.d_in}), got values in "
-                                f"[{int(x.min())}, {int(x.max())}]")
-        return F.one_hot(x.reshape(-1), geom.d_in).to(dtype or torch.get_default_dtype()), (*x.shape, geom.d_out)
+                                f"[{int(ids.min())}, {int(ids.max())}]")
+        # built in the target dtype (F.one_hot would make an int64 (N, vocab) tensor first)
+        rows = torch.zeros(ids.numel(), geom.d_in, dtype=dtype or torch.get_default_dtype(), device=x.device)
+        return rows.scatter_(1, ids[:, None], 1), (*x.shape, geom.d_out)
     spatial = len(geom.kernel)
     if x.dim() not in (spatial + 1, spatial + 2) or x.shape[-spatial - 1] != geom.in_channels:
         raise _C.InputError(f"argument 'x': expected shape ([N,] {geom.in_channels}, {', '.join(['L'] * spatial)}) for "
@@ -167,15 +178,39 @@ def lower_grad(geom: Geometry, dy: torch.Tensor) -> torch.Tensor:
 
 
 def input_grad(geom: Geometry, x: torch.Tensor, dX: torch.Tensor) -> torch.Tensor | None:
-    """dL/dx from the lowered rows' gradient dX (M, d_in): the adjoint of ``lower`` (patch sums, col2im, for
-    convolutions). None for an Embedding (ids have no gradient)."""
+    """dL/dx from the lowered rows' gradient dX (M, d_in): the adjoint of ``lower`` — the patches summed back into
+    place (F.fold, col2im) for convolutions, a reshape otherwise. None for an Embedding (ids have no gradient)."""
     if geom.kind == "Embedding":
         return None
-    with torch.enable_grad():
-        xr = x.detach().requires_grad_(True)
-        X, _ = lower(geom, xr)
-        (dx,) = torch.autograd.grad(X, xr, dX.to(X.dtype))
-    return dx
+    if geom.kind not in ("Conv1d", "Conv2d"):
+        return dX.reshape(x.shape)
+    spatial = len(geom.kernel)
+    batched = x.dim() == spatial + 2
+    xb = x if batched else x.unsqueeze(0)
+    in_hw = (1, xb.shape[-1]) if geom.kind == "Conv1d" else tuple(xb.shape[-2:])
+    k, s, p, d = _as_2d(geom)
+    cols = dX.reshape(xb.shape[0], -1, geom.d_in).transpose(1, 2)  # (N, d_in, L)
+    dx = F.fold(cols, in_hw, k, dilation=d, padding=p, stride=s).reshape(xb.shape)
+    return dx if batched else dx[0]
+
+
+# The tensor PEFT's Embedding layer looks the ids up in (F.embedding with the base's padding_idx): its column
+# padding_idx gets no gradient, as nn.Embedding's own row would not.
+_LOOKUP_TABLE = {"lora": "lora_A", "dora": "lora_A"}
+
+
+def padding_column(name: str, geom: Geometry) -> tuple[str, int] | None:
+    """(tensor, column) whose gradient PEFT's lookup with padding_idx leaves at zero, or None."""
+    if geom.kind != "Embedding" or geom.padding_idx is None or name not in _LOOKUP_TABLE:
+        return None
+    return _LOOKUP_TABLE[name], geom.padding_idx % geom.d_in
+
+
+def without_padding_gradient(t: torch.Tensor, column: int) -> torch.Tensor:
+    """``t`` with the same values, whose gradient at ``column`` (last axis) is zero."""
+    keep = torch.ones(t.shape[-1], dtype=t.dtype, device=t.device)
+    keep[column] = 0
+    return t * keep + (t * (1 - keep)).detach()
 
 
 def run_backend(name: str, backend: str, dtype: str, geom: Geometry, x: torch.Tensor, tensors: dict, dy: torch.Tensor,
@@ -190,4 +225,8 @@ def run_backend(name: str, backend: str, dtype: str, geom: Geometry, x: torch.Te
     dx = input_grad(geom, x, out.pop("dx"))
     if dx is not None:
         out["dx"] = dx
+    pad = padding_column(name, geom)
+    if pad and "d " + pad[0] in out:
+        out["d " + pad[0]] = out["d " + pad[0]].clone()
+        out["d " + pad[0]][..., pad[1]] = 0
     return out

@@ -75,7 +75,10 @@ class AdapterLinear(nn.Module):
                         for k, p in self.params.items()})
         if self.geometry is None or self.geometry.kind == "Linear":
             return _C.adapter_apply(self.adapter, x, tensors, self.hp)
-        from .layers import lift, lower
+        from .layers import lift, lower, padding_column, without_padding_gradient
 
+        pad = padding_column(self.adapter, self.geometry)
+        if pad and pad[0] in tensors:
+            tensors[pad[0]] = without_padding_gradient(tensors[pad[0]], pad[1])
         rows, out_shape = lower(self.geometry, x, tensors["weight"].dtype)
         return lift(self.geometry, _C.adapter_apply(self.adapter, rows, tensors, self.hp), out_shape)

@@ -4,6 +4,9 @@ Comparisons against PEFT mark the affected rows instead of failing, the goldens 
 (so a PEFT upgrade that fixes one is noticed), and tests that need PEFT's layer to be right use ``defect_free_hp``."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 from . import _C
 from .registry import adapters, info
 
@@ -28,26 +31,51 @@ def defect_free_hp(adapter: str, hp: dict) -> dict:
     return out
 
 
-# Defects that depend on the base layer's type or geometry, which the registry's hyper-parameters do not see:
-# (adapter, layer type, does it apply to this live PEFT layer, reason with its regression test).
+@dataclass(frozen=True)
+class LayerDefect:
+    """A defect that depends on the base layer's type or geometry, which the registry's hyper-parameters do not see."""
+    adapter: str
+    layer: str                                  # gradguard.layers type name
+    applies: Callable[[object, str], bool]      # (the live PEFT layer, its adapter name)
+    merged_is_right: bool                       # PEFT's merged layer computes the adapter's maths (a reference)
+    reason: str                                 # with the regression test
+
+
+def _not_plain_square(layer, adapter: str) -> bool:
+    """BOFT's and HRA's Conv2d forwards pass stride[0] and padding[0] and no dilation to F.conv2d."""
+    base = layer.get_base_layer()
+    return (any(d != 1 for d in base.dilation) or base.stride[0] != base.stride[1]
+            or base.padding[0] != base.padding[1])
+
+
 _LAYER_DEFECTS = [
-    ("lokr", "Conv1d", lambda layer, adapter: adapter in layer.lokr_w2,
-     "confirmed PEFT defect: LoKr on Conv1d with an unfactored w2 builds ΔW as torch.kron(w1, w2) of a 2-D w1 and a "
-     "3-D w2 (make_kron unsqueezes w1 only for 4-D, Conv2d, kernels), which kron broadcasts as (1, a, c) ⊗ (b, d, k) "
-     "and the reshape to (out, in, k) scrambles: not w1 ⊗ w2 over channels; tests/python/test_peft_defects.py::"
-     "test_known_peft_defect_lokr_conv1d_kron"),
-    *((name, kind, lambda layer, adapter: any(d != 1 for d in layer.get_base_layer().dilation),
-       "confirmed PEFT defect: LoRA's lora_A convolution is built without the base's dilation (an undilated kernel; a "
-       "shape error when the output lengths differ, wrong numbers when they agree); tests/python/test_peft_defects.py::"
-       "test_known_peft_defect_lora_conv_dilation")
+    LayerDefect("lokr", "Conv1d", lambda layer, adapter: adapter in layer.lokr_w2, False,
+                "confirmed PEFT defect: LoKr on Conv1d with an unfactored w2 builds ΔW as torch.kron(w1, w2) of a 2-D "
+                "w1 and a 3-D w2 (make_kron unsqueezes w1 only for 4-D, Conv2d, kernels), which kron broadcasts as "
+                "(1, a, c) ⊗ (b, d, k) and the reshape to (out, in, k) scrambles: not w1 ⊗ w2 over channels (its merge "
+                "too); tests/python/test_peft_defects.py::test_known_peft_defect_lokr_conv1d_kron"),
+    LayerDefect("oft", "Conv2d", lambda layer, adapter: True, True,
+                "confirmed PEFT defect: OFT's unmerged Conv2d forward rotates the input's patches unfolded with stride "
+                "1 and no padding (whatever the convolution's own) and folds the overlapping patches back as a sum, "
+                "which is not the rotated filter its merge builds (and not the identity at init); gradguard follows "
+                "the merge; tests/python/test_peft_defects.py::test_known_peft_defect_oft_conv2d_forward"),
+    *(LayerDefect(name, "Conv2d", _not_plain_square, True,
+                  f"confirmed PEFT defect: {name.upper()}'s unmerged Conv2d forward calls F.conv2d with the base's "
+                  f"stride[0] and padding[0] and without its dilation (its merge is right); tests/python/"
+                  f"test_peft_defects.py::test_known_peft_defect_rotation_conv2d_geometry")
+      for name in ("boft", "hra")),
+    *(LayerDefect(name, kind, lambda layer, adapter: any(d != 1 for d in layer.get_base_layer().dilation), True,
+                  "confirmed PEFT defect: LoRA's lora_A convolution is built without the base's dilation (an undilated "
+                  "kernel; a shape error when the output lengths differ, wrong numbers when they agree; the merge is "
+                  "right); tests/python/test_peft_defects.py::test_known_peft_defect_lora_conv_dilation")
       for name in ("lora", "dora") for kind in ("Conv1d", "Conv2d")),
 ]
 
 
-def known_layer_defect(adapter: str, kind: str, layer, peft_adapter: str) -> str | None:
-    """The reason, when PEFT's layer for ``adapter`` on this base layer type (``kind``, gradguard.layers) is a confirmed
-    PEFT defect that depends on the layer itself."""
-    for name, k, applies, why in _LAYER_DEFECTS:
-        if name == adapter and k == kind and applies(layer, peft_adapter):
-            return why
+def known_layer_defect(adapter: str, kind: str, layer, peft_adapter: str) -> LayerDefect | None:
+    """The confirmed PEFT defect of ``adapter``'s layer on this base layer type (``kind``, gradguard.layers) that
+    applies to this live layer, or None."""
+    for d in _LAYER_DEFECTS:
+        if d.adapter == adapter and d.layer == kind and d.applies(layer, peft_adapter):
+            return d
     return None
