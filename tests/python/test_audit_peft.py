@@ -77,12 +77,17 @@ def test_cli_exit_codes_and_reports(tmp_path):
 
 
 def test_every_peft_tuner_is_audited_or_skipped_with_a_reason():
-    report = audit_peft(layers=["Linear"])
+    """The whole audit (every tuner x layer type x option): each tuner audited or skipped with PEFT's reason, and every
+    confirmed finding a known one — documented by PEFT or a PEFT defect with its regression test — so a PEFT upgrade
+    that adds a defect (or fixes one: the regression tests) is noticed."""
+    report = audit_peft()
     from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
 
     seen = {a["tuner"] for a in report.audited} | {s["tuner"] for s in report.skipped}
     assert seen == {str(getattr(k, "value", k)) for k in PEFT_TYPE_TO_CONFIG_MAPPING}
     assert all(s["reason"] for s in report.skipped)
+    unknown = [(f.tuner, f.layer, f.check, f.tensor) for f in report.findings if not f.known]
+    assert unknown == [], f"new confirmed PEFT findings without a known reason and regression test: {unknown}"
     assert report.seconds < 600
 
 

@@ -173,3 +173,46 @@ def test_known_peft_defect_lokr_conv1d_kron():
     x = torch.randn(2, 4, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     rows = {r["tensor"]: r for r in compare_live_layer(model.target, x, model=model)}
     assert not rows["y"]["ok"] and "make_kron" in rows["y"]["known_peft_defect"]
+
+
+@pytest.mark.parametrize("tuner", ["C3A", "FOURIERFT", "DEFT"])
+def test_known_peft_defect_float32_compute(tuner):
+    # These layers compute in float32 inside a float64 model: their float64 output is off by float32 rounding (not 0,
+    # not a wrong formula), which is what makes their float64 finite differences fail at small steps.
+    import importlib
+
+    ap = importlib.import_module("gradguard.audit_peft")  # the module (gradguard.audit_peft is also the function)
+    cls = ap._tuners()[tuner]
+    base, model, x = ap._build(tuner, cls, ap._config(cls, {}, tuner=tuner), "Linear", 0)
+    layer = ap._tuner_layer(model)
+    with torch.no_grad():
+        y = model(x)
+    if tuner != "DEFT":  # gradguard implements these: PEFT's output against its float64 reference
+        from gradguard.compare import compare_live_layer
+
+        rows = {r["tensor"]: r for r in compare_live_layer(layer, x, model=model)}
+        gap = rows["y"]["max_abs"] / y.abs().max().item()
+    else:  # merged (ΔW added to W in float64) against the float32 forward
+        with torch.no_grad():
+            layer.merge()
+            gap = (model(x) - y).abs().max().item() / y.abs().max().item()
+            layer.unmerge()
+    assert 1e-12 < gap < 1e-5, f"PEFT's {tuner} float64 output is off by {gap:.1e} (relative): retire the known entry"
+    if tuner != "DEFT":
+        return
+    # DeFT (relu projection): y = x Wᵀ + b − (x Wᵀ) relu(P) Pᵀ + (x (sR)ᵀ) Pᵀ. PEFT's deft_P gradient (autograd of
+    # its float32 forward) equals float64 autograd of this formula to float32 precision: the audit's deft_P
+    # gradcheck failure is the float32 forward's noise plus relu's kink at 0 within the steps, not a wrong gradient.
+    assert layer.deft_decomposition["default"] == "relu" and not layer.deft_para["default"]
+    W, b = layer.get_base_layer().weight, layer.get_base_layer().bias
+    P = layer.deft_P["default"]
+    R = layer.deft_R["default"] * layer.deft_scaling["default"]
+    dy = torch.randn(y.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    (g_peft,) = torch.autograd.grad(model(x), P, dy)
+    Pd = P.detach().clone().requires_grad_(True)
+    xw = x @ W.T
+    formula = xw + b - (xw @ torch.relu(Pd)) @ Pd.T + (x @ R.detach().T) @ Pd.T
+    (g_ref,) = torch.autograd.grad(formula, Pd, dy)
+    torch.testing.assert_close(model(x).detach(), formula.detach(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(g_peft, g_ref, rtol=1e-4, atol=1e-5)
+    assert (P.abs() < 1e-2).any()  # entries within the audit's largest step of relu's kink

@@ -98,33 +98,46 @@ _INIT_FIELDS = ("init_lora_weights", "init_ia3_weights", "init_weights")
 
 
 
+_FLOAT32_TUNERS = ("C3A", "FOURIERFT", "DEFT")  # layers that compute in float32 inside a float64 model
+
 # Findings PEFT documents as deliberate, with the reason: still reported (the gradient is not the true one), marked.
 KNOWN = [
-    (lambda tuner, layer, variant, tensor: tuner == "IA3" and tensor == "unmerge restores W",
+    (lambda tuner, layer, variant, tensor, check: tuner == "IA3" and tensor == "unmerge restores W",
      "documented: PEFT warns that (IA)^3's unmerge can be inaccurate (it divides by l + 1e-8)"),
-    (lambda tuner, layer, variant, tensor: tuner == "OSF" and tensor == "unmerge restores W",
+    (lambda tuner, layer, variant, tensor, check: tuner == "OSF" and tensor == "unmerge restores W",
      "documented: PEFT's OSF warns that it does not support unmerging (the merge modifies W permanently)"),
-    (lambda tuner, layer, variant, tensor: tuner == "OFT" and tensor == "merged == unmerged",
+    (lambda tuner, layer, variant, tensor, check: tuner == "OFT" and tensor == "merged == unmerged",
      "confirmed PEFT defect (OFT on Conv2d: the rotation module unfolds the input with stride 1 and no padding, "
      "whatever the convolution's own, and folds overlapping patches back as a sum: not the identity even at init), "
      "regression test tests/python/test_peft_defects.py::test_known_peft_defect_oft_conv2d_forward"),
-    (lambda tuner, layer, variant, tensor: tuner in ("LORA", "BOFT", "HRA") and layer.endswith("-dilated") and tensor == "merged == unmerged",
+    (lambda tuner, layer, variant, tensor, check: tuner in ("LORA", "BOFT", "HRA") and layer.endswith("-dilated") and tensor == "merged == unmerged",
      "confirmed PEFT defect (LoRA, BOFT and HRA on a dilated convolution: LoRA's lora_A is built without the base's "
      "dilation, BOFT's and HRA's forwards call F.conv2d without it, so the unmerged forward convolves with an "
      "undilated kernel — a shape error when the output sizes differ, silently wrong numbers when they agree; the "
      "merged layer is right), regression tests tests/python/test_peft_defects.py::"
      "test_known_peft_defect_lora_conv_dilation and ::test_known_peft_defect_rotation_conv2d_geometry"),
-    (lambda tuner, layer, variant, tensor: tuner in ("OFT", "ROAD") and tensor == "unmerge restores W",
+    (lambda tuner, layer, variant, tensor, check: tuner in ("OFT", "ROAD") and tensor == "unmerge restores W",
      "confirmed PEFT precision defect: unmerge inverts the rotation in float32 (torch.linalg.inv(R.float())) even "
      "for float64 weights, regression test tests/python/test_peft_defects.py::test_known_peft_defect_oft_unmerge_float32"),
-    (lambda tuner, layer, variant, tensor: tuner == "LORA" and variant.get("use_dora") and "lora_" in tensor,
+    (lambda tuner, layer, variant, tensor, check: tuner in _FLOAT32_TUNERS and (
+        check == "precision" or tensor == "merged == unmerged"),
+     "confirmed PEFT precision defect: the layer computes in float32 inside a float64 model (C3A casts x and the kernel, "
+     "FourierFT builds ΔW from spectrum.float(), DeFT fixes compute_dtype = float32), so finite differences are "
+     "rounding noise at small steps and merged differs from unmerged at ~1e-8; regression test "
+     "tests/python/test_peft_defects.py::test_known_peft_defect_float32_compute"),
+    (lambda tuner, layer, variant, tensor, check: tuner == "DEFT" and check == "gradcheck" and "deft_P" in tensor,
+     "confirmed not a wrong gradient: PEFT's deft_P gradient equals float64 autograd of DeFT's formula to float32 "
+     "precision; finite differences fail at every step because the float32 forward is noisy at small steps and "
+     "relu(P) has a kink at 0 inside the larger ones (P ~ N(0, 0.02²)); regression test tests/python/"
+     "test_peft_defects.py::test_known_peft_defect_float32_compute"),
+    (lambda tuner, layer, variant, tensor, check: tuner == "LORA" and variant.get("use_dora") and "lora_" in tensor,
      "deliberate: PEFT's DoRA treats the weight norm as a constant (paper §4.3), so lora_A/lora_B get the gradient "
      "of that approximation; gradguard's dora offers both (exact_gradient)"),
 ]
 
 
-def _known(tuner: str, variant: dict, tensor: str, kw: dict | None = None, layer: str = "") -> str:
-    why = next((why for match, why in KNOWN if match(tuner, layer, variant, tensor)), "")
+def _known(tuner: str, variant: dict, tensor: str, kw: dict | None = None, layer: str = "", check: str = "") -> str:
+    why = next((why for match, why in KNOWN if match(tuner, layer, variant, tensor, check)), "")
     return why or _registry_defect(tuner, tensor, kw or {})
 
 
@@ -157,7 +170,7 @@ class Finding:
     detail: str
     repro: str
     confirmed_by: str
-    known: str = ""  # why, when PEFT documents the deviation as deliberate
+    known: str = ""  # why it is expected: documented by PEFT, or a confirmed PEFT defect with its regression test
 
     def to_json(self) -> dict:
         return self.__dict__.copy()
@@ -406,7 +419,7 @@ def _audit_one(report: AuditPeftReport, tname: str, cls: type, lname: str, varia
 
     def finding(check, tensor, err, detail, confirmed_by):
         report.findings.append(Finding(tname, lname, check, tensor, err, detail, _repro(tname, cls, kw, lname, seed, check),
-                                       confirmed_by, _known(tname, variant, tensor, kw, lname)))
+                                       confirmed_by, _known(tname, variant, tensor, kw, lname, check)))
 
     for check in (_check_gradcheck, _check_identities, _check_flow):
         entry["checks"].append(check.__name__.removeprefix("_check_"))
