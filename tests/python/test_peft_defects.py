@@ -216,3 +216,23 @@ def test_known_peft_defect_float32_compute(tuner):
     torch.testing.assert_close(model(x).detach(), formula.detach(), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(g_peft, g_ref, rtol=1e-4, atol=1e-5)
     assert (P.abs() < 1e-2).any()  # entries within the audit's largest step of relu's kink
+
+
+def test_known_peft_defect_trainable_tokens_linear_drops_bias():
+    # On a Linear (PEFT's case of a tied LM head) TrainableTokens' unmerged forward is F.linear(x, W_with_tokens) with
+    # no bias; merged, the base layer runs with its bias: the two differ by exactly the bias.
+    from peft import TrainableTokensConfig, inject_adapter_in_model
+
+    from gradguard.audit_peft import _Host
+
+    torch.manual_seed(0)
+    model = inject_adapter_in_model(TrainableTokensConfig(token_indices=[1, 4], target_modules=["target"]),
+                                    _Host(nn.Linear(6, 9))).double()
+    x = torch.randn(2, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        y = model(x)
+        model.target.merge()
+        merged = model(x)
+    bias = model.target.get_base_layer().bias
+    gap = (merged - y - bias).abs().max().item()
+    assert gap < 1e-12 and bias.abs().max() > 1e-3, "PEFT's TrainableTokens keeps a Linear's bias now: retire the known entry"

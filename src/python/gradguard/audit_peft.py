@@ -32,10 +32,10 @@ from ._table import table
 from .gradcheck import gradcheck_module
 
 # Layer types: (constructor, input maker). Small, with convolutions larger than the kernel and strided/padded.
-def _conv1d_gpt2():
+def _conv1d_gpt2(out_features: int = 5):
     from transformers.pytorch_utils import Conv1D
 
-    return Conv1D(5, 6)  # nf = out features, nx = in features
+    return Conv1D(out_features, 6)  # nf = out features, nx = in features
 
 
 # (base layer, seeded input, the layer as source for repro snippets) per layer type
@@ -61,6 +61,8 @@ LAYERS = {
 # must be even (9 is not).
 TUNER_LAYERS: dict[tuple[str, str], tuple] = {
     ("ROAD", "Linear"): (lambda: nn.Linear(6, 12), LAYERS["Linear"][1], "nn.Linear(6, 12)"),
+    # GraLoRA's gralora_k (3) must divide the output width too: GPT-2's Conv1D at 6 -> 6
+    ("GRALORA", "Conv1D"): (lambda: _conv1d_gpt2(6), LAYERS["Conv1D"][1], "transformers.pytorch_utils.Conv1D(6, 6)"),
 }
 
 
@@ -89,7 +91,16 @@ TUNER_OPTIONS: dict[str, dict] = {
     "VBLORA": {"vector_length": 1, "num_vectors": 16},
     "ROAD": {"group_size": 4},
     "SUPERTUNING": {"sparsity": 0.5},
+    "ADALORA": {"total_step": 10},  # AdaLoraConfig refuses total_step=None (it paces the rank allocator only)
+    "GRALORA": {"gralora_k": 3, "r": 3},  # k must divide both widths of the 6 -> 9 layer, and r
+    "TRAINABLE_TOKENS": {"token_indices": [1, 4, 7]},  # with none, PEFT's index buffer is an empty float tensor
+    # init_weights=False leaves TinyLoRA's v as torch.empty memory (PEFT: "leave uninitialized"): garbage that made
+    # its findings differ from run to run; "uniform" is its non-zero init
+    "TINYLORA": {"init_weights": "uniform"},
 }
+
+# Tuners whose init refuses float64 (PSOFT's SVD init): injected into the float32 layer, the model cast afterwards.
+_INIT_IN_FLOAT32 = ("PSOFT",)
 
 # Config fields set for every tuner where they exist: a small rank, no dropout, and the init switch that makes
 # every factor non-zero (so every gradient term is exercised).
@@ -130,6 +141,11 @@ KNOWN = [
      "precision; finite differences fail at every step because the float32 forward is noisy at small steps and "
      "relu(P) has a kink at 0 inside the larger ones (P ~ N(0, 0.02²)); regression test tests/python/"
      "test_peft_defects.py::test_known_peft_defect_float32_compute"),
+    (lambda tuner, layer, variant, tensor, check: tuner == "TRAINABLE_TOKENS" and layer == "Linear"
+     and tensor == "merged == unmerged",
+     "confirmed PEFT defect: TrainableTokens on a Linear (a tied LM head) computes its unmerged forward as "
+     "F.linear(x, W) without the base bias, which the merged layer keeps (harmless for bias-free LM heads); regression "
+     "test tests/python/test_peft_defects.py::test_known_peft_defect_trainable_tokens_linear_drops_bias"),
     (lambda tuner, layer, variant, tensor, check: tuner == "LORA" and variant.get("use_dora") and "lora_" in tensor,
      "deliberate: PEFT's DoRA treats the weight norm as a constant (paper §4.3), so lora_A/lora_B get the gradient "
      "of that approximation; gradguard's dora offers both (exact_gradient)"),
@@ -173,7 +189,10 @@ class Finding:
     known: str = ""  # why it is expected: documented by PEFT, or a confirmed PEFT defect with its regression test
 
     def to_json(self) -> dict:
-        return self.__dict__.copy()
+        out = self.__dict__.copy()
+        if not math.isfinite(out["max_abs_err"]):  # a flow finding has no error size; JSON has no NaN
+            out["max_abs_err"] = None
+        return out
 
 
 @dataclass
@@ -257,8 +276,10 @@ def _build(tuner: str, cls: type, kw: dict, layer_name: str, seed: int):
 
     torch.manual_seed(seed)
     make_layer, make_input, _ = _layer(tuner, layer_name)
-    host = _Host(make_layer()).double()
-    base = copy.deepcopy(host)
+    host = _Host(make_layer())
+    if tuner not in _INIT_IN_FLOAT32:
+        host = host.double()
+    base = copy.deepcopy(host).double()
     try:
         model = inject_adapter_in_model(cls(**kw), host)
     except ValueError as e:  # tuners with model-wide shared state (VeRA, ...) need the PeftModel wrapper
@@ -386,7 +407,7 @@ def audit_peft(tuners: list[str] | None = None, layers: list[str] | None = None,
         if progress:
             progress(f"[{i + 1}/{len(names)}] {tname}")
         try:
-            if cls().is_prompt_learning:
+            if cls(**_config(cls, {}, tuner=tname)).is_prompt_learning:  # the audit's own settings (AdaLoRA's total_step)
                 report.skipped.append({"tuner": tname, "layer": "*", "reason": "prompt-learning method: no layer to wrap"})
                 continue
         except Exception as e:  # noqa: BLE001 — a config that cannot even be built is reported, not raised
