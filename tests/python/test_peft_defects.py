@@ -236,3 +236,30 @@ def test_known_peft_defect_trainable_tokens_linear_drops_bias():
     bias = model.target.get_base_layer().bias
     gap = (merged - y - bias).abs().max().item()
     assert gap < 1e-12 and bias.abs().max() > 1e-3, "PEFT's TrainableTokens keeps a Linear's bias now: retire the known entry"
+
+
+def test_known_peft_defect_adalora_ranknum_trainable_off_float32():
+    # AdaLoRA divides its update by ranknum, a constant PEFT creates with requires_grad=False. Injected into a model
+    # that is not float32, moving the adapter to the base dtype re-wraps it as a trainable nn.Parameter, and
+    # get_peft_model leaves it so: the optimizer then changes AdaLoRA's scaling (its gradient is non-zero once lora_B
+    # is). gradguard's op holds it constant, so after fast_path gg.check names it, and fast_path's report says why.
+    from peft import AdaLoraConfig, get_peft_model
+
+    from gradguard.audit_peft import _Host
+
+    def model(dtype, **kw):
+        torch.manual_seed(0)
+        return get_peft_model(_Host(nn.Linear(6, 5)).to(dtype), AdaLoraConfig(init_r=2, total_step=1,
+                                                                              target_modules=["target"], **kw))
+
+    assert not model(torch.float32).base_model.model.target.ranknum["default"].requires_grad
+    m = model(torch.float64, init_lora_weights=False)
+    rank = m.base_model.model.target.ranknum["default"]
+    assert rank.requires_grad, "PEFT keeps AdaLoRA's ranknum frozen off float32 now: retire this known defect"
+    x = torch.randn(3, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    m(x).pow(2).sum().backward()
+    assert rank.grad is not None and rank.grad.abs().item() > 0
+    report = gg.fast_path(m, backend="torch")
+    assert report.swapped and any("ranknum" in note for _, note in report.notes)
+    flow = gg.check(m, x, loss_fn=lambda y: y.pow(2).mean())
+    assert [p.param for p in flow.problems] == ["base_model.model.target.ranknum.default"]

@@ -80,6 +80,7 @@ const AdapterInfo& gralora_info() {
     a.notes = {"generic checks pick gralora_k = 2 where it divides r, d_in and d_out, else the smallest block count "
                "that does (1 on odd/prime shapes, where GraLoRA is plain LoRA)",
                "scaling divides by r + hybrid_r for both branches, as PEFT does"};
+    a.layer_types = {"Linear", "Conv1D"};
     return a;
   }();
   return info;

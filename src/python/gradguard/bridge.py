@@ -28,6 +28,9 @@ class _PeftSide:
     # The config field that switches PEFT's default initialisation on/off; None where the config has none (VB-LoRA:
     # its init is always random).
     init_flag: str | None = "init_lora_weights"
+    # nn.Parameters of PEFT's layer that the adapter's maths holds constant ("{adapter}" for the adapter name):
+    # gradguard's op reads them as hyper-parameters, so one left trainable gets no gradient through the op.
+    constants: tuple[str, ...] = ()
 
 
 def _lora_config(hp: dict, use_dora: bool, **extra):
@@ -399,7 +402,8 @@ _PEFT_SIDE: dict[str, _PeftSide] = {
                          _is(_gg_layer("my_lora"))),
     "adalora": _PeftSide(_adalora_config, _peft_class("peft.tuners.adalora", "SVDLinear"),
                          lambda hp, config: dict(r=hp["init_r"], lora_alpha=hp["lora_alpha"]),
-                         _is(_peft_class("peft.tuners.adalora", "SVDLinear"))),
+                         _is(*(_peft_class("peft.tuners.adalora.layer", c) for c in ("SVDLinear", "SVDConv2d"))),
+                         constants=("ranknum.{adapter}",)),
     "ia3": _PeftSide(_ia3_config, _peft_class("peft.tuners.ia3", "Linear"),
                      lambda hp, config: dict(is_feedforward=hp["is_feedforward"]),
                      _is(*(_peft_class("peft.tuners.ia3.layer", c) for c in ("Linear", "Conv2d"))), _no_kernel,
@@ -444,6 +448,14 @@ _PEFT_SIDE: dict[str, _PeftSide] = {
                       lambda hp, config: dict(r=hp["r"], alpha=hp["alpha"]),
                       _lycoris_layer("peft.tuners.lokr.layer", "lokr_t2"), _no_kernel, init_flag="init_weights"),
 }
+
+
+def trainable_constants(layer: nn.Module, name: str, adapter: str) -> list[str]:
+    """PEFT parameters of ``layer`` that adapter ``name``'s maths holds constant but that require grad (AdaLoRA's
+    ranknum on a model that is not float32: a confirmed PEFT defect)."""
+    keys = [k.replace("{adapter}", adapter) for k in _side(name).constants]
+    params = dict(layer.named_parameters())
+    return [k for k in keys if k in params and params[k].requires_grad]
 
 
 def peft_supported(name: str) -> bool:

@@ -22,7 +22,7 @@ from torch import nn
 
 from . import _C
 from ._table import table
-from .bridge import _hyper_from_layer, _identify, fit, layer_sources
+from .bridge import _hyper_from_layer, _identify, fit, layer_sources, trainable_constants
 from .layers import check_supported, geometry, lift, lower, weight_as_linear
 from .peft_defects import known_layer_defect
 
@@ -153,6 +153,10 @@ def fast_path(model: nn.Module, *, backend: str | None = None, convolutions: boo
         report._restore.append((layer, layer.__dict__.get("forward")))
         layer.forward = types.MethodType(fused, layer)
         report.swapped.append((mname, name))
+        for key in trainable_constants(layer, name, adapter):
+            report.notes.append((mname, f"{key} requires grad, but {name}'s maths holds it constant (PEFT makes "
+                                        f"AdaLoRA's ranknum trainable on a model that is not float32); the op gives "
+                                        f"it no gradient: freeze it with requires_grad_(False)"))
         defect = known_layer_defect(name, geom.kind, layer, adapter)
         if defect:
             report.notes.append((mname, f"the fused op computes the adapter's maths, not PEFT's forward here ({defect.reason})"))
