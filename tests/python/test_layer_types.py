@@ -288,3 +288,25 @@ def test_registry_declares_what_peft_wraps():
     assert CASES, "no adapter declares a layer type beyond Linear"
     for name, kind, given in CASES:
         build(name, kind, 0, given)
+
+
+@pytest.mark.parametrize("use_dora", [False, True])
+def test_fast_path_on_a_gpt2_model(use_dora):
+    """GPT-2 is the model whose linear layers are HF Conv1D: on a tiny random one, every targeted Conv1D layer is
+    swapped, the logits are PEFT's, and every adapter parameter gets its gradient."""
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(0)
+    cfg = transformers.GPT2Config(vocab_size=50, n_positions=16, n_embd=16, n_layer=2, n_head=2, bos_token_id=None,
+                                  eos_token_id=None)
+    targets = ["c_attn", "c_proj", "c_fc"]
+    model = get_peft_model(transformers.GPT2LMHeadModel(cfg), LoraConfig(
+        r=4, target_modules=targets, use_dora=use_dora, init_lora_weights=False, lora_dropout=0.0)).double().eval()
+    ids = torch.randint(0, 50, (2, 7), generator=torch.Generator().manual_seed(1))
+    want = model(ids).logits.detach()
+    report = gg.fast_path(model, backend="torch")
+    n_targets = sum(1 for n, m in model.named_modules() if n.split(".")[-1] in targets and hasattr(m, "base_layer"))
+    assert len(report.swapped) == n_targets > 0 and not report.skipped, str(report)
+    torch.testing.assert_close(model(ids).logits, want, rtol=1e-10, atol=1e-12)
+    flow = gg.check(model, ids, loss_fn=lambda out: out.logits.pow(2).mean())
+    assert flow.ok, str(flow)
