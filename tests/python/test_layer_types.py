@@ -14,7 +14,7 @@ from torch import nn
 
 import gradguard as gg
 from gradguard import _C, layers
-from gradguard.audit_peft import _Host as Host
+from gradguard.audit_peft import _Host as Host, inject
 from gradguard.bridge import from_peft, peft_config
 from gradguard.compare import compare_live_layer
 from gradguard.peft_defects import known_layer_defect
@@ -49,7 +49,6 @@ IDS = [f"{n}-{k}" + "".join(f"-{p}{v}" for p, v in hp.items()) for n, k, hp in C
 def build(name: str, kind: str, seed: int = 0, given: dict | None = None):
     """(model, PEFT's tuner layer, input): PEFT's own layer for ``name`` around a ``kind`` base, in float64, with
     every factor random (the adapter's init switch off)."""
-    from peft import get_peft_model, inject_adapter_in_model
     from peft.tuners.tuners_utils import BaseTunerLayer
 
     torch.manual_seed(seed)
@@ -60,13 +59,7 @@ def build(name: str, kind: str, seed: int = 0, given: dict | None = None):
     geom = layers.geometry(host.target)
     hp = check_hp(name, geom.d_in, geom.d_out, given or {}, 2)
     config = peft_config(name, hp, geom.d_in, geom.d_out, init_weights=False, target_modules=["target"])
-    try:
-        model = inject_adapter_in_model(config, host)
-    except ValueError as e:  # model-wide shared tensors (VeRA's projections, ...) need the PeftModel wrapper
-        if "get_peft_model" not in str(e):
-            raise
-        model = get_peft_model(host, config)
-    model.double().eval()
+    model = inject(config, host).double().eval()
     layer = next(m for m in model.modules() if isinstance(m, BaseTunerLayer))
     x = make_input(torch.Generator().manual_seed(seed))
     return model, layer, (x.double() if x.is_floating_point() else x)

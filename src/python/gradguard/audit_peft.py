@@ -117,16 +117,6 @@ KNOWN = [
      "documented: PEFT warns that (IA)^3's unmerge can be inaccurate (it divides by l + 1e-8)"),
     (lambda tuner, layer, variant, tensor, check: tuner == "OSF" and tensor == "unmerge restores W",
      "documented: PEFT's OSF warns that it does not support unmerging (the merge modifies W permanently)"),
-    (lambda tuner, layer, variant, tensor, check: tuner == "OFT" and tensor == "merged == unmerged",
-     "confirmed PEFT defect (OFT on Conv2d: the rotation module unfolds the input with stride 1 and no padding, "
-     "whatever the convolution's own, and folds overlapping patches back as a sum: not the identity even at init), "
-     "regression test tests/python/test_peft_defects.py::test_known_peft_defect_oft_conv2d_forward"),
-    (lambda tuner, layer, variant, tensor, check: tuner in ("LORA", "BOFT", "HRA") and layer.endswith("-dilated") and tensor == "merged == unmerged",
-     "confirmed PEFT defect (LoRA, BOFT and HRA on a dilated convolution: LoRA's lora_A is built without the base's "
-     "dilation, BOFT's and HRA's forwards call F.conv2d without it, so the unmerged forward convolves with an "
-     "undilated kernel — a shape error when the output sizes differ, silently wrong numbers when they agree; the "
-     "merged layer is right), regression tests tests/python/test_peft_defects.py::"
-     "test_known_peft_defect_lora_conv_dilation and ::test_known_peft_defect_rotation_conv2d_geometry"),
     (lambda tuner, layer, variant, tensor, check: tuner in ("OFT", "ROAD") and tensor == "unmerge restores W",
      "confirmed PEFT precision defect: unmerge inverts the rotation in float32 (torch.linalg.inv(R.float())) even "
      "for float64 weights, regression test tests/python/test_peft_defects.py::test_known_peft_defect_oft_unmerge_float32"),
@@ -271,23 +261,27 @@ def _config(cls: type, variant: dict, init_nonzero: bool = True, tuner: str = ""
     return kw
 
 
-def _build(tuner: str, cls: type, kw: dict, layer_name: str, seed: int):
-    from peft import inject_adapter_in_model
+def inject(config, host: nn.Module) -> nn.Module:
+    """PEFT's adapter for ``config`` injected into ``host``; tuners with model-wide shared state (VeRA's projections,
+    ...) refuse injection and need the PeftModel wrapper."""
+    from peft import get_peft_model, inject_adapter_in_model
 
+    try:
+        return inject_adapter_in_model(config, host)
+    except ValueError as e:
+        if "get_peft_model" not in str(e):
+            raise
+        return get_peft_model(host, config)
+
+
+def _build(tuner: str, cls: type, kw: dict, layer_name: str, seed: int):
     torch.manual_seed(seed)
     make_layer, make_input, _ = _layer(tuner, layer_name)
     host = _Host(make_layer())
     if tuner not in _INIT_IN_FLOAT32:
         host = host.double()
     base = copy.deepcopy(host).double()
-    try:
-        model = inject_adapter_in_model(cls(**kw), host)
-    except ValueError as e:  # tuners with model-wide shared state (VeRA, ...) need the PeftModel wrapper
-        if "get_peft_model" not in str(e):
-            raise
-        from peft import get_peft_model
-
-        model = get_peft_model(host, cls(**kw))
+    model = inject(cls(**kw), host)
     model.double().eval()  # stochastic training-mode paths (PVeRA's sampling, dropouts) off: checks need a function
     base.eval()
     x = make_input(torch.Generator().manual_seed(seed))
@@ -438,9 +432,13 @@ def _audit_one(report: AuditPeftReport, tname: str, cls: type, lname: str, varia
     entry = {"tuner": tname, "layer": lname, "variant": variant, "checks": []}
     report.audited.append(entry)
 
+    defect = _layer_defect(model)
+
     def finding(check, tensor, err, detail, confirmed_by):
+        # merged ≠ unmerged on a layer whose unmerged PEFT forward is a recorded defect (its merge right): that defect
+        known = defect.reason if defect and defect.merged_is_right and tensor == "merged == unmerged" else ""
         report.findings.append(Finding(tname, lname, check, tensor, err, detail, _repro(tname, cls, kw, lname, seed, check),
-                                       confirmed_by, _known(tname, variant, tensor, kw, lname, check)))
+                                       confirmed_by, known or _known(tname, variant, tensor, kw, lname, check)))
 
     for check in (_check_gradcheck, _check_identities, _check_flow):
         entry["checks"].append(check.__name__.removeprefix("_check_"))
@@ -515,17 +513,18 @@ def _layer_numerics(report, tname, cls, kw, lname, variant, model, x, entry) -> 
         return rows[0]["adapter"], {r["tensor"]: r["max_abs"] for r in rows if not r["ok"]}
 
     from .bridge import from_peft
+    from .registry import info
 
-    layer = next((m for m in model.modules() if hasattr(m, "get_base_layer") and hasattr(m, "active_adapters")), None)
-    if layer is None:
+    view = _registry_view(model)
+    if view is None:  # not an adapter gradguard implements: nothing to compare
         return
+    layer, declared, kind, _ = view
     try:
         from_peft(layer)
     except _C.InputError as e:
-        # not an adapter (or option, or layer type) gradguard implements: nothing to compare; but a refusal of a
-        # layer type the registry declares for an adapter it recognises is listed, never silently absent
-        declared = _declared_refusal(layer, lname)
-        if declared:
+        # an option or layer type gradguard does not implement: nothing to compare; but a refusal of a layer type
+        # the registry declares for this adapter is listed, never silently absent
+        if kind in info(declared)["layer_types"]:
             report.skipped.append({"tuner": tname, "layer": lname, "variant": variant,
                                    "reason": f"numerics vs gradguard {declared} not run: {_first_line(e)}"})
         return
@@ -553,18 +552,28 @@ def _layer_numerics(report, tname, cls, kw, lname, variant, model, x, entry) -> 
             _repro(tname, cls, kw, lname, _SEEDS[0], "numerics"), f"seed {_SEEDS[1]}", known.get(tensor) or _known(tname, variant, f"{name}: {tensor}", kw, lname)))
 
 
-def _declared_refusal(layer: nn.Module, lname: str) -> str | None:
-    """The registry adapter that declares this layer type, when the bridge recognises the layer as one (else None)."""
+def _layer_defect(model: nn.Module):
+    """The recorded PEFT layer defect (peft_defects.known_layer_defect) of the model's tuner layer, or None."""
+    from .peft_defects import known_layer_defect
+
+    view = _registry_view(model)
+    return known_layer_defect(view[1], view[2], view[0], view[3]) if view else None
+
+
+def _registry_view(model: nn.Module) -> tuple[nn.Module, str, str, str] | None:
+    """(PEFT's tuner layer, the registry adapter the bridge recognises it as, its layer type, PEFT's adapter name), or
+    None when the layer is not one gradguard implements."""
     from .bridge import _active_adapter, _identify
     from .layers import geometry
-    from .registry import info
 
+    layer = next((m for m in model.modules() if hasattr(m, "get_base_layer") and hasattr(m, "active_adapters")), None)
+    if layer is None:
+        return None
     try:
-        name = _identify(layer, _active_adapter(layer))
-        kind = geometry(layer.get_base_layer()).kind
+        adapter = _active_adapter(layer)
+        return layer, _identify(layer, adapter), geometry(layer.get_base_layer()).kind, adapter
     except _C.InputError:
         return None
-    return name if kind in info(name)["layer_types"] else None
 
 
 def _numerics(report: AuditPeftReport, tname: str) -> None:
