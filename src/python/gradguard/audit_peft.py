@@ -91,7 +91,8 @@ TUNER_OPTIONS: dict[str, dict] = {
     "VBLORA": {"vector_length": 1, "num_vectors": 16},
     "ROAD": {"group_size": 4},
     "SUPERTUNING": {"sparsity": 0.5},
-    "ADALORA": {"total_step": 10},  # AdaLoraConfig refuses total_step=None (it paces the rank allocator only)
+    # AdaLoraConfig refuses total_step=None (it paces the rank allocator only); init_r within the small layers' widths
+    "ADALORA": {"total_step": 10, "init_r": 2, "target_r": 2},
     "GRALORA": {"gralora_k": 3, "r": 3},  # k must divide both widths of the 6 -> 9 layer, and r
     "TRAINABLE_TOKENS": {"token_indices": [1, 4, 7]},  # with none, PEFT's index buffer is an empty float tensor
     # init_weights=False leaves TinyLoRA's v as torch.empty memory (PEFT: "leave uninitialized"): garbage that made
