@@ -70,6 +70,7 @@ nlohmann::json to_json(const AdapterInfo& info) {
           {"tensors", tensors},        {"backends", backends},
           {"identity_at_init", info.identity_at_init},
           {"layer_types", info.layer_types},
+          {"grouped_convolutions", info.grouped_convolutions},
           {"tolerance_overrides", overrides},
           {"peft_defects", defects},
           {"notes", info.notes}};

@@ -52,8 +52,10 @@ std::vector<std::string> adapter_names() {
 }
 
 const PeftDefect* known_peft_defect(const AdapterInfo& info, const std::string& tensor, const HyperParams& hp) {
+  HyperParams full = hp;  // a partial set (a user's config) takes the defaults for the rest, as resolve_hyper would
+  for (const auto& h : info.hyper) full.emplace(h.name, h.default_value);
   for (const auto& d : info.peft_defects)
-    if (d.tensor == tensor && d.applies(hp)) return &d;
+    if (d.tensor == tensor && d.applies(full)) return &d;
   return nullptr;
 }
 

@@ -124,10 +124,14 @@ struct AdapterInfo {
   std::vector<PeftDefect> peft_defects;
   bool identity_at_init = true;  // does PEFT's default init make the adapted layer equal the base layer?
   // The base layer types the adapter is implemented for, under PEFT's names: "Linear", and those of "Conv1d",
-  // "Conv2d", "Embedding", HF's GPT-2 "Conv1D" where PEFT wraps them with the same maths on the input lowered to a
+  // "Conv2d", "Conv3d", "Embedding", HF's GPT-2 "Conv1D" where PEFT wraps them with the same maths on the input lowered to a
   // Linear (gradguard/layers.py: unfolded patches, one-hot ids, the transposed weight), which the comparisons
   // against PEFT's own layers confirm (tests/python/test_layer_types.py).
   std::vector<std::string> layer_types = {"Linear"};
+  // Grouped convolutions (groups > 1): supported where PEFT's adapter on them is a grouped weight of the base's own
+  // shape (out, in/groups, kernel...), so the Linear maths applies per group (layers.py stacks the groups' patches),
+  // or where its grouped tensors expand block-diagonally to the Linear maths on every channel (LoRA, DoRA).
+  bool grouped_convolutions = false;
   std::vector<std::string> notes;  // semantics worth knowing (e.g. which gradient DoRA's check uses)
 
   const TensorSpec& tensor(const std::string& tensor_name) const;

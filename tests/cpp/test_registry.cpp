@@ -33,9 +33,12 @@ TEST_P(Registry, EntryIsComplete) {
   }
   EXPECT_TRUE(names.count("weight") && names.count("bias"));
   // Linear always; the others only under PEFT's names (the Python side lowers each of them to a Linear)
-  const std::set<std::string> known_layers = {"Linear", "Conv1d", "Conv2d", "Embedding", "Conv1D"};
+  const std::set<std::string> known_layers = {"Linear", "Conv1d", "Conv2d", "Conv3d", "Embedding", "Conv1D"};
   EXPECT_EQ(std::count(info.layer_types.begin(), info.layer_types.end(), "Linear"), 1);
   for (const auto& l : info.layer_types) EXPECT_TRUE(known_layers.count(l)) << "unknown layer type " << l;
+  if (info.grouped_convolutions)  // groups are a property of convolutions: declared only with one
+    EXPECT_TRUE(std::count_if(info.layer_types.begin(), info.layer_types.end(),
+                              [](const std::string& l) { return l.rfind("Conv", 0) == 0 && l != "Conv1D"; }) > 0);
   const HyperParams hp = resolve_hyper(info, {16, 12}, rank_hyper(info, {16, 12}, 4));  // defaults may not fit 16x12 (MiSS r=64)
   EXPECT_FALSE(info.trainable(hp).empty());
   const Cost f = info.forward_cost(32, {16, 12}, hp), b = info.backward_cost(32, {16, 12}, hp);

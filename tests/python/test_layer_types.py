@@ -7,6 +7,7 @@ test here names an adapter except the refusals, which are about one adapter's PE
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
@@ -15,9 +16,9 @@ from torch import nn
 import gradguard as gg
 from gradguard import _C, layers
 from gradguard.audit_peft import _Host as Host, inject
-from gradguard.bridge import from_peft, peft_config
+from gradguard.bridge import from_peft, layer_geometry, peft_config
 from gradguard.compare import compare_live_layer
-from gradguard.peft_defects import known_layer_defect
+from gradguard.peft_defects import known_layer_defect, known_peft_defect
 from gradguard.ops import AdapterLinear
 from gradguard.registry import adapters, check_hp, info
 
@@ -32,16 +33,34 @@ BASES = {
     "Conv1d": (lambda: nn.Conv1d(4, 6, 3, stride=2, padding=1), lambda g: torch.randn(2, 4, 9, generator=g)),
     "Embedding": (lambda: nn.Embedding(11, 6), lambda g: torch.randint(0, 11, (2, 3), generator=g)),
     "Conv1D": (lambda: transformers.pytorch_utils.Conv1D(5, 6), lambda g: torch.randn(2, 3, 6, generator=g)),
+    "Conv3d": (lambda: nn.Conv3d(3, 4, (3, 2, 2), stride=(2, 1, 1), padding=(1, 0, 1)),
+               lambda g: torch.randn(2, 3, 5, 4, 3, generator=g)),
+    # grouped: 2 groups of 2 input channels, 3 output channels each
+    "Conv2d-groups": (lambda: nn.Conv2d(4, 6, 3, stride=2, padding=1, groups=2),
+                      lambda g: torch.randn(2, 4, 7, 6, generator=g)),
+    "Conv1d-groups": (lambda: nn.Conv1d(4, 6, 3, stride=2, padding=1, groups=2),
+                      lambda g: torch.randn(2, 4, 9, generator=g)),
+    # 36 = 6 x 6 channels: LoKr factors w2 (PEFT: r < half its larger side) at r = 2 as well
+    "Conv1d-wide": (lambda: nn.Conv1d(36, 36, 3, stride=2, padding=1), lambda g: torch.randn(2, 36, 7, generator=g)),
 }
 
-# Every adapter on every layer type it declares, at its defaults; then the options whose form differs on a
-# convolution (one row each, as in test_options.py).
+# Every adapter on every layer type it declares, at its defaults, and on grouped convolutions where it declares
+# them; then the options whose form differs on a convolution (one row each, as in test_options.py).
 CASES = [(name, kind, {}) for name in adapters() for kind in info(name)["layer_types"] if kind != "Linear"] + [
+    (name, f"{kind}-groups", {}) for name in adapters() if info(name)["grouped_convolutions"]
+    for kind in info(name)["layer_types"] if f"{kind}-groups" in BASES] + [
     ("ia3", "Conv2d", {"is_feedforward": 1}),  # one value per input channel, shared by its kernel positions
     ("ia3", "Conv1D", {"is_feedforward": 1}),
     ("lokr", "Conv2d", {"r": 1}),              # w2 factored as w2_a (b, r) w2_b (r, channels x kernel)
     ("lokr", "Conv1d", {"r": 1}),              # ... where PEFT's Conv1d is right (its defect needs an unfactored w2)
     ("lokr", "Conv2d", {"decompose_both": 1, "r": 1}),
+    # the Tucker form (use_effective_conv2d): a core over the kernel positions (LoKr's only with a factored w2)
+    ("loha", "Conv2d", {"use_effective_conv2d": 1}),
+    ("loha", "Conv1d", {"use_effective_conv2d": 1}),
+    ("loha", "Conv2d-groups", {"use_effective_conv2d": 1}),
+    ("lokr", "Conv2d", {"use_effective_conv2d": 1, "r": 1}),
+    ("lokr", "Conv1d", {"use_effective_conv2d": 1, "r": 1}),  # PEFT's layer raises here (a known defect)
+    ("lokr", "Conv1d-wide", {"use_effective_conv2d": 1, "r": 2}),
 ]
 IDS = [f"{n}-{k}" + "".join(f"-{p}{v}" for p, v in hp.items()) for n, k, hp in CASES]
 
@@ -56,13 +75,27 @@ def build(name: str, kind: str, seed: int = 0, given: dict | None = None):
     # injected into the float32 layer, then cast: PEFT makes AdaLoRA's ranknum trainable when it injects into a
     # layer that is not float32 (a known defect, test_peft_defects.py), which is not what these tests are about
     host = Host(make_base())
-    geom = layers.geometry(host.target)
-    hp = check_hp(name, geom.d_in, geom.d_out, given or {}, 2)
+    geom = layers.geometry(host.target, name)
+    given = dict(given or {})
+    if geom.kernel and any(h["name"] == "conv_kernel" for h in info(name)["hyper"]):  # as from_peft reads it
+        given.setdefault("conv_kernel", math.prod(geom.kernel))
+    hp = check_hp(name, geom.d_in, geom.d_out, given, 2)
     config = peft_config(name, hp, geom.d_in, geom.d_out, init_weights=False, target_modules=["target"])
     model = inject(config, host).double().eval()
     layer = next(m for m in model.modules() if isinstance(m, BaseTunerLayer))
     x = make_input(torch.Generator().manual_seed(seed))
     return model, layer, (x.double() if x.is_floating_point() else x)
+
+
+def defect_of(name: str, layer):
+    """The recorded PEFT defect of ``name`` on this layer's base type, or None."""
+    return known_layer_defect(name, layers.layer_type(layer.get_base_layer()), layer, "default")
+
+
+def registry_defects(name: str, layer) -> list[str]:
+    """The registry's PEFT defects (by hyper-parameters) that apply to this layer: the tensors they affect."""
+    hp = from_peft(layer)[1]
+    return [d["tensor"] for d in info(name)["peft_defects"] if known_peft_defect(name, d["tensor"], hp)]
 
 
 def compare_with_peft(name: str, kind: str, seed: int, backend: str, given: dict | None = None) -> list[dict]:
@@ -74,7 +107,7 @@ def compare_with_peft(name: str, kind: str, seed: int, backend: str, given: dict
     want |= {"d " + t for t in AdapterLinear.from_peft(layer).params}
     assert {r["tensor"] for r in rows} == want  # every value compared, none missing
     known = [r for r in rows if r.get("known_peft_defect")]
-    defect = known_layer_defect(name, kind, layer, "default")
+    defect = defect_of(name, layer)
     if defect:  # a confirmed PEFT defect on this layer must still show; where PEFT's merge is right, y and dx count
         assert known, f"PEFT's {name} on {kind} agrees with gradguard now: retire its entry in peft_defects"
         if defect.merged_is_right:
@@ -103,18 +136,25 @@ def test_op_passes_finite_differences(name, kind, given):
         assert any(n.startswith("input") for n in checked), checked
 
 
-@pytest.mark.parametrize("name,kind,given", [c for c in CASES if c[1] != "Embedding"],
-                         ids=[i for c, i in zip(CASES, IDS) if c[1] != "Embedding"])
+def _swappable(case) -> bool:  # one-hot embeddings stay on PEFT's lookup (test below); rows are cheap to swap
+    return case[1] != "Embedding" or layers.EMBEDDING_LOOKUP.get(case[0]) == "rows"
+
+
+@pytest.mark.parametrize("name,kind,given", [c for c in CASES if _swappable(c)],
+                         ids=[i for c, i in zip(CASES, IDS) if _swappable(c)])
 def test_fast_path_swaps_and_trains_every_parameter(name, kind, given):
     model, layer, x = build(name, kind, 0, given)
-    want = model(x).detach()
-    if known_layer_defect(name, kind, layer, "default"):  # PEFT's forward is no reference: the eigen float64 one is
+    if defect_of(name, layer):  # PEFT's forward is no reference (it may not even run): the eigen float64 one is
         got_name, hp, tensors = from_peft(layer)
-        geom = layers.geometry(layer.get_base_layer())
-        want = layers.run_backend(name, "eigen", "float64", geom, x, tensors, torch.zeros_like(want), hp)["y"]
+        geom = layer_geometry(layer)
+        dy = torch.zeros(layers.lower(geom, x)[1], dtype=torch.float64)
+        want = layers.run_backend(name, "eigen", "float64", geom, x, tensors, dy, hp)["y"]
+    else:
+        want = model(x).detach()
     report = gg.fast_path(model, backend="torch", convolutions=True)
     assert [a for _, a in report.swapped] == [name], str(report)
-    assert bool(report.notes) == bool(known_layer_defect(name, kind, layer, "default"))  # a changed forward is said
+    # a changed forward or gradient is said
+    assert bool(report.notes) == bool(defect_of(name, layer) or registry_defects(name, layer))
     # against the reference forward: PEFT's registry-recorded deviation (FourierFT's float32 ΔW) is the only slack
     override = next((o for o in info(name)["tolerance_overrides"] if o["check"] == "peft"), None)
     rtol, atol = (override["rtol"], override["atol"]) if override else (1e-10, 1e-12)
@@ -166,23 +206,57 @@ def test_planted_wrong_patch_adjoint_is_caught(monkeypatch):
     assert [r["tensor"] for r in bad] == ["dx"]
 
 
+def test_planted_wrong_group_is_caught(monkeypatch):
+    """Each output channel must come from its own group's stacked row, and an expanded tensor must put each row's
+    values in its own group's block: the other group's fails either way."""
+    real = layers._group_of_output
+    monkeypatch.setattr(layers, "_group_of_output", lambda geom, device: (real(geom, device) + 1) % geom.groups)
+    bad = compare_with_peft("loha", "Conv2d-groups", 0, "eigen")
+    assert {r["tensor"] for r in bad} >= {"y", "dx"}
+    real_rows = layers._row_groups
+    monkeypatch.setattr(layers, "_row_groups", lambda rows, groups, device: (real_rows(rows, groups, device) + 1) % groups)
+    bad = compare_with_peft("lora", "Conv2d-groups", 0, "torch")
+    assert {r["tensor"] for r in bad} >= {"y", "dx", "d lora_B"}
+
+
+def test_planted_wrong_embedding_row_is_caught(monkeypatch):
+    """OFT's Embedding lowering looks the ids up itself: a lookup one row off fails the comparison."""
+    import torch.nn.functional as F
+
+    class OneRowOff:  # gradguard's lowering only: PEFT's own lookup must stay right
+        def __getattr__(self, name):
+            return getattr(F, name)
+
+        @staticmethod
+        def embedding(ids, table, **kw):
+            return F.embedding((ids + 1) % table.shape[0], table, **kw)
+
+    monkeypatch.setattr(layers, "F", OneRowOff())
+    bad = compare_with_peft("oft", "Embedding", 0, "torch")
+    assert {r["tensor"] for r in bad} >= {"y", "d oft_R"}
+
+
 # --- refusals -----------------------------------------------------------------------------------------------------
 
 def test_unsupported_layer_type_names_the_supported_ones():
-    with pytest.raises(_C.InputError, match=r"expected oft around one of the layer types .*\['Linear', 'Conv2d'\].*Embedding"):
+    with pytest.raises(_C.InputError, match=r"expected hra around one of the layer types .*\['Linear', 'Conv2d'\].*Embedding"):
+        AdapterLinear("hra", {"weight": torch.zeros(3, 5), "bias": torch.zeros(3)}, {"r": 2},
+                      layers.geometry(nn.Embedding(5, 3)))
+    # OFT acts on the looked-up rows: a one-hot lowering of its Embedding would be another adapter's maths
+    with pytest.raises(_C.InputError, match=r"argument 'geometry': expected lookup='rows' for oft"):
         AdapterLinear("oft", {"weight": torch.zeros(3, 5), "bias": torch.zeros(3)}, {"oft_block_size": 1},
                       layers.geometry(nn.Embedding(5, 3)))
-    # PEFT's OFT on an Embedding rotates the looked-up rows (an output-side form): the bridge does not claim it
-    from peft import OFTConfig, inject_adapter_in_model
-
-    model = inject_adapter_in_model(OFTConfig(r=2, oft_block_size=0, target_modules=["target"]), Host(nn.Embedding(8, 6)))
-    with pytest.raises(_C.InputError, match="expected a PEFT layer of a registered adapter"):
-        from_peft(model.target)
 
 
 def test_grouped_and_string_padded_convolutions_are_refused():
-    with pytest.raises(_C.InputError, match="groups=1.*got groups=2"):
-        layers.geometry(nn.Conv2d(4, 6, 3, groups=2))
+    grouped = layers.geometry(nn.Conv2d(4, 6, 3, groups=2))
+    assert (grouped.d_in, grouped.groups, grouped.grouping) == (2 * 9, 2, "stacked")  # one group's width
+    # LoRA reads every input channel in lora_A: its geometry is the expanded one, and the stacked one is refused
+    assert layers.geometry(nn.Conv2d(4, 6, 3, groups=2), "lora").d_in == 4 * 9
+    with pytest.raises(_C.InputError, match="argument 'geometry': expected grouping='expanded' for lora"):
+        layers.check_supported("lora", grouped)
+    with pytest.raises(_C.InputError, match="groups=1 for hra.*got groups=2"):
+        layers.check_supported("hra", grouped)
     with pytest.raises(_C.InputError, match="padding='same'"):
         layers.geometry(nn.Conv1d(4, 6, 3, padding="same"))
     with pytest.raises(_C.InputError, match="max_norm=None.*got max_norm=1.0"):
@@ -203,15 +277,17 @@ def test_bad_inputs_name_the_argument():
 
 
 @pytest.mark.parametrize("conv", [nn.Conv1d(3, 5, 3, stride=2, padding=2, dilation=2),
-                                  nn.Conv2d(3, 5, (3, 2), stride=(1, 2), padding=(1, 0), dilation=(2, 1))],
-                         ids=["conv1d-dilated", "conv2d-mixed"])
+                                  nn.Conv2d(3, 5, (3, 2), stride=(1, 2), padding=(1, 0), dilation=(2, 1)),
+                                  nn.Conv3d(3, 5, (2, 3, 1), stride=(2, 1, 3), padding=(0, 1, 1), dilation=(1, 2, 1)),
+                                  nn.Conv2d(6, 4, 3, padding=1, groups=2), nn.Conv1d(6, 9, 2, groups=3)],
+                         ids=["conv1d-dilated", "conv2d-mixed", "conv3d-mixed", "conv2d-groups2", "conv1d-groups3"])
 @pytest.mark.parametrize("unbatched", [False, True])
 def test_lowering_is_the_convolution(conv, unbatched):
     """lift(lower(x) Wᵀ + b) is the convolution itself, and input_grad is its adjoint (what autograd gives)."""
     conv = conv.double()
     geom = layers.geometry(conv)
-    x = torch.randn(2, 3, 9, 8, dtype=torch.float64)[..., 0] if geom.kind == "Conv1d" else \
-        torch.randn(2, 3, 9, 8, dtype=torch.float64)
+    x = torch.randn(2, conv.in_channels, 9, 8, 7, dtype=torch.float64)
+    x = x[(...,) + (0,) * (3 - len(geom.kernel))]  # as many spatial axes as the kernel
     if unbatched:
         x = x[0]
     rows, shape = layers.lower(geom, x)
@@ -225,7 +301,22 @@ def test_lowering_is_the_convolution(conv, unbatched):
     torch.testing.assert_close(layers.input_grad(geom, x, dX), xr.grad, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("name", [n for n in adapters() if "Embedding" in info(n)["layer_types"]])
+def _embedding_adapters(lookup: str) -> list[str]:
+    return [n for n in adapters() if "Embedding" in info(n)["layer_types"]
+            and layers.EMBEDDING_LOOKUP.get(n, "one-hot") == lookup]
+
+
+@pytest.mark.parametrize("name", _embedding_adapters("rows"))
+def test_embedding_rows_with_padding_idx(name, monkeypatch):
+    """An adapter on the looked-up rows (OFT) sees the padding row's values like any other: PEFT's layer and
+    gradguard agree with padding ids in the input."""
+    monkeypatch.setitem(BASES, "Embedding", (lambda: nn.Embedding(11, 6, padding_idx=2),
+                                             lambda g: torch.tensor([[2, 5, 2], [0, 2, 10]])))
+    for backend in ("eigen", "torch"):
+        assert compare_with_peft(name, "Embedding", 0, backend) == []
+
+
+@pytest.mark.parametrize("name", _embedding_adapters("one-hot"))
 def test_embedding_padding_idx_is_peft_lookup(name, monkeypatch):
     """With the base's padding_idx PEFT looks ids up in lora_A with it too, so that column gets no gradient (the
     forward still reads it): gradguard's reference and op reproduce PEFT's layer, and the op's other gradients are
@@ -261,14 +352,14 @@ def test_unbatched_convolution_input():
     torch.testing.assert_close(op(x[0]), model(x[:1])[0], rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("config", ["LoHaConfig", "LoKrConfig"])
-def test_effective_conv_is_refused(config):
-    import peft
+@pytest.mark.parametrize("name", ["loha", "lokr"])
+def test_tucker_form_on_a_linear_is_not_claimed_for_peft(name):
+    """PEFT builds the Tucker form only for kernels larger than 1 (its Linear ignores the flag): gradguard's maths
+    is defined at conv_kernel 1 too (a core between the factors), but no PEFT layer is claimed to compute it."""
+    from gradguard.bridge import peft_unsupported_reason
 
-    model = peft.inject_adapter_in_model(getattr(peft, config)(r=1, use_effective_conv2d=True, target_modules=["target"]),
-                                         Host(nn.Conv2d(4, 6, 3)))
-    with pytest.raises(_C.InputError, match="use_effective_conv2d"):
-        from_peft(model.target)
+    hp = _C.resolve_hyper(name, 12, 6, {"use_effective_conv2d": 1, "r": 1})
+    assert "Tucker form only on a convolution" in peft_unsupported_reason(name, hp)
 
 
 def test_conv_kernel_must_divide_d_in():

@@ -100,7 +100,10 @@ def test_known_peft_defect_oft_unmerge_float32():
     assert err < 1e-5  # a precision defect, not a wrong formula
 
 
-def test_known_peft_defect_lora_conv_dilation():
+@pytest.mark.parametrize("conv,x_shape", [(nn.Conv1d(4, 6, 3, stride=3, dilation=2), (2, 4, 11)),
+                                          (nn.Conv3d(2, 3, 3, stride=3, dilation=2), (1, 2, 11, 11, 11))],
+                         ids=["conv1d", "conv3d"])
+def test_known_peft_defect_lora_conv_dilation(conv, x_shape):
     # PEFT's LoRA builds lora_A with the base convolution's kernel, stride and padding but not its dilation. Where the
     # strided output lengths agree anyway (11 -> 3 with or without dilation 2 at stride 3) the adapter path silently
     # convolves with an undilated kernel: merged (dilated ΔW, right) and unmerged forwards disagree, and gradguard's
@@ -108,7 +111,7 @@ def test_known_peft_defect_lora_conv_dilation():
     from peft import LoraConfig
 
     err, rows = _merge_gap_and_rows(LoraConfig(r=2, init_lora_weights=False, target_modules=["target"]),
-                                    nn.Conv1d(4, 6, 3, stride=3, dilation=2), (2, 4, 11))
+                                    conv, x_shape)
     assert err > 1e-2, f"PEFT's LoRA honours a convolution's dilation now ({err:.2e}): retire the audit's known entry"
     # gradguard's output and input gradient are the merged (dilated) layer's; PEFT's factor gradients are marked
     assert rows["y"]["ok"] and rows["dx"]["ok"] and rows["y"]["reference"] == "peft merged"
@@ -263,3 +266,108 @@ def test_known_peft_defect_adalora_ranknum_trainable_off_float32():
     assert report.swapped and any("ranknum" in note for _, note in report.notes)
     flow = gg.check(m, x, loss_fn=lambda y: y.pow(2).mean())
     assert [p.param for p in flow.problems] == ["base_model.model.target.ranknum.default"]
+
+
+def test_known_peft_defect_loha_tucker_backward():
+    # LoHa's Tucker form (use_effective_conv2d) has its own autograd Function, HadaWeightCP. Its backward builds the
+    # gradient of hada_w1_a from the second side's core and mode factor (t2 ×₂ w2_b) and that of hada_w2_a from the
+    # first's: central differences in float64 disagree by O(1) on exactly those two; the other four are right.
+    from peft import LoHaConfig, inject_adapter_in_model
+
+    from gradguard.audit_peft import _Host
+    from gradguard.compare import compare_live_layer
+
+    torch.manual_seed(0)
+    config = LoHaConfig(r=2, use_effective_conv2d=True, init_weights=False, target_modules=["target"])
+    model = inject_adapter_in_model(config, _Host(nn.Conv2d(4, 6, 3, padding=1))).double()
+    x = torch.randn(1, 4, 5, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    params = {n.split(".")[1]: p for n, p in model.named_parameters() if "hada_" in n}
+    grads = dict(zip(params, torch.autograd.grad(model(x).pow(2).sum(), list(params.values()))))
+
+    def central_difference(p: torch.Tensor, h: float = 1e-6) -> torch.Tensor:
+        out = torch.empty_like(p)
+        with torch.no_grad():
+            for i in range(p.numel()):
+                flat = p.view(-1)
+                flat[i] += h
+                up = model(x).pow(2).sum()
+                flat[i] -= 2 * h
+                down = model(x).pow(2).sum()
+                flat[i] += h
+                out.view(-1)[i] = (up - down) / (2 * h)
+        return out
+
+    err = {k: (grads[k] - central_difference(p)).abs().max().item() for k, p in params.items()}
+    assert min(err["hada_w1_a"], err["hada_w2_a"]) > 1e-2, \
+        f"PEFT's HadaWeightCP.backward is right now ({err}): retire loha's registry peft_defects entries"
+    assert max(err[k] for k in ("hada_w1_b", "hada_w2_b", "hada_t1", "hada_t2")) < 1e-6, err
+    # gradguard's Tucker LoHa agrees with PEFT everywhere else and marks exactly the two defective gradients
+    rows = {r["tensor"]: r for r in compare_live_layer(model.target, x, model=model)}
+    assert {k for k, r in rows.items() if not r["ok"]} == {"d hada_w1_a", "d hada_w2_a"}
+    assert all("HadaWeightCP" in rows[k]["known_peft_defect"] for k in ("d hada_w1_a", "d hada_w2_a"))
+
+
+def test_known_peft_defect_lokr_conv1d_tucker_rank1():
+    # LoKr's Tucker form on a Conv1d at r = 1 (w2 factored: r below half its larger side): make_weight_cp's einsum
+    # returns w2 (b, d, k, 1) whose size-1 axes keep odd strides, w2.contiguous() is then a no-op, and torch.kron's
+    # internal view raises. Forward and merge both fail; at r = 2 (a wider layer) the same form runs.
+    from peft import LoKrConfig, inject_adapter_in_model
+
+    from gradguard.audit_peft import _Host
+    from gradguard.compare import compare_live_layer
+
+    def build(channels: int, out: int, r: int):
+        torch.manual_seed(0)
+        config = LoKrConfig(r=r, use_effective_conv2d=True, init_weights=False, target_modules=["target"])
+        return inject_adapter_in_model(config, _Host(nn.Conv1d(channels, out, 3, padding=1))).double()
+
+    model = build(4, 6, 1)  # w2 (3, 2): factored at r = 1
+    assert "default" in model.target.lokr_t2
+    x = torch.randn(1, 4, 5, dtype=torch.float64)
+    with pytest.raises(RuntimeError, match="view size is not compatible"):
+        model(x)
+    with pytest.raises(RuntimeError, match="view size is not compatible"):
+        model.target.merge()
+    # gradguard's op runs the same layer; the comparison says why PEFT's numbers are missing
+    rows = compare_live_layer(model.target, x, model=model)
+    assert rows and all("r = 1 cannot run" in r["known_peft_defect"] for r in rows)
+    wide = build(36, 36, 2)
+    assert wide(torch.randn(1, 36, 5, dtype=torch.float64)).shape == (1, 36, 5)
+
+
+def test_known_peft_defect_dora_grouped_conv_norm():
+    # DoRA scales each output channel by magnitude / ||row of the effective weight||. On a grouped convolution the
+    # effective weight is the base's (non-zero on its group's input channels) plus s·B A, where lora_A reads every
+    # channel and lora_B is grouped (output o mixes only its group's r/groups ranks). PEFT's get_lora_weight views the
+    # grouped lora_B as (-1, r), so its norm is that of another matrix. Built here by explicit loops, independently of
+    # gradguard's expansion code.
+    from peft import LoraConfig, inject_adapter_in_model
+
+    from gradguard.audit_peft import _Host
+    from gradguard.compare import compare_live_layer
+
+    torch.manual_seed(0)
+    groups, r, out, cin = 2, 2, 6, 4
+    config = LoraConfig(r=r, use_dora=True, init_lora_weights=False, target_modules=["target"])
+    model = inject_adapter_in_model(config, _Host(nn.Conv2d(cin, out, 3, padding=1, groups=groups))).double()
+    layer = model.target
+    base, A, B = layer.get_base_layer(), layer.lora_A["default"].weight, layer.lora_B["default"].weight
+    s = layer.scaling["default"]
+    effective = torch.zeros(out, cin, 3, 3, dtype=torch.float64)
+    per_out, per_in, per_rank = out // groups, cin // groups, r // groups
+    for o in range(out):
+        g = o // per_out
+        effective[o, g * per_in:(g + 1) * per_in] = base.weight[o].detach()
+        for k in range(per_rank):
+            effective[o] += s * B[o, k, 0, 0].detach() * A[g * per_rank + k].detach()
+    true_norm = effective.flatten(1).norm(dim=1)
+    dora = layer.lora_magnitude_vector["default"]
+    lora_weight = dora.get_lora_weight(layer.lora_A["default"], layer.lora_B["default"]).reshape(base.weight.shape)
+    peft_norm = dora.get_weight_norm(base.weight, lora_weight.detach(), s).flatten()
+    err = (peft_norm - true_norm).abs().max().item()
+    assert err > 1e-2, f"PEFT's grouped DoRA uses the effective weight's norm now ({err:.1e}): retire its entry"
+    # gradguard divides by the true norm: every value differs from PEFT's, and each row says why
+    x = torch.randn(1, cin, 5, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    rows = compare_live_layer(layer, x, model=model)
+    assert all(r["ok"] or "scrambled update" in r["known_peft_defect"] for r in rows)
+    assert not {r["tensor"]: r for r in rows}["y"]["ok"]

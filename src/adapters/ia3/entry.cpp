@@ -60,8 +60,9 @@ const AdapterInfo& ia3_info() {
         "the flag to feedforward_modules (every target module, or none)",
         "the output form scales the base bias too (PEFT multiplies base_layer(x) by l; merging scales W's rows and b)",
     };
-    a.layer_types = {"Linear", "Conv2d", "Conv1D"};
-    a.notes.push_back("on Conv2d the input (feed-forward) form scales input channels: l has one value per channel, "
+    a.layer_types = {"Linear", "Conv2d", "Conv3d", "Conv1D"};
+    a.grouped_convolutions = true;
+    a.notes.push_back("on a convolution the input (feed-forward) form scales input channels: l has one value per channel, "
                       "shared by its kernel positions (conv_kernel)");
     return a;
   }();

@@ -1,4 +1,5 @@
-// Registry entry for `loha` (PEFT LoHaConfig, loha Linear around nn.Linear; no CP/Tucker factors for Linear).
+// Registry entry for `loha` (PEFT LoHaConfig: loha Linear, and Conv1d/Conv2d lowered to a Linear with conv_kernel,
+// in the default or the Tucker (use_effective_conv2d) form).
 #include "adapters/loha/eigen.hpp"
 #include "core/lowrank.hpp"
 
@@ -6,19 +7,46 @@ namespace gg {
 
 namespace {
 
-// w*_a (d_out, r) and w*_b (r, d_in), bare nn.Parameters in PEFT's ParameterDicts (keys without ".weight").
+// The default form: w*_a (d_out, r) and w*_b (r, d_in). The Tucker form (use_effective_conv2d, core/tucker.hpp):
+// mode factors w*_a (r, d_out) and w*_b (r, in_channels) around a core hada_t* (r, r·conv_kernel), PEFT's
+// (r, r, *kernel). All bare nn.Parameters in PEFT's ParameterDicts (keys without ".weight").
+int64_t in_channels(const Dims& d, const HyperParams& hp) { return d.d_in / loha::conv_kernel(hp); }
+
 TensorSpec loha_a(std::string name, std::string zero_grad_at_init) {
   std::string key = name + ".{adapter}";
   return {std::move(name), TensorRole::trainable,
-          [](const Dims& d, const HyperParams& hp) { return Shape{d.d_out, lowrank::rank(hp)}; }, std::move(key),
-          "kaiming_uniform(a=sqrt(5))", std::move(zero_grad_at_init), {}};
+          [](const Dims& d, const HyperParams& hp) {
+            const int64_t r = lowrank::rank(hp);
+            return loha::tucker_form(hp) ? Shape{r, d.d_out} : Shape{d.d_out, r};
+          },
+          std::move(key), "kaiming_uniform(a=sqrt(5))", std::move(zero_grad_at_init), {}};
 }
 
 TensorSpec loha_b(std::string name, std::string init, std::string zero_grad_at_init) {
   std::string key = name + ".{adapter}";
   return {std::move(name), TensorRole::trainable,
-          [](const Dims& d, const HyperParams& hp) { return Shape{lowrank::rank(hp), d.d_in}; }, std::move(key),
-          std::move(init), std::move(zero_grad_at_init), {}};
+          [](const Dims& d, const HyperParams& hp) {
+            return Shape{lowrank::rank(hp), loha::tucker_form(hp) ? in_channels(d, hp) : d.d_in};
+          },
+          std::move(key), std::move(init), std::move(zero_grad_at_init), {}};
+}
+
+TensorSpec loha_core(std::string name, std::string zero_grad_at_init) {
+  std::string key = name + ".{adapter}";
+  return {std::move(name), TensorRole::trainable,
+          [](const Dims&, const HyperParams& hp) {
+            const int64_t r = lowrank::rank(hp);
+            return Shape{r, r * loha::conv_kernel(hp)};
+          },
+          std::move(key), "kaiming_uniform(a=sqrt(5))", std::move(zero_grad_at_init), loha::tucker_form};
+}
+
+void validate(const Dims& dims, const HyperParams& hp) {
+  lowrank::validate(dims, hp);
+  const double kernel = hp.at("conv_kernel");
+  if (kernel < 1 || dims.d_in % static_cast<int64_t>(kernel) != 0)
+    throw InputError("conv_kernel", "a kernel volume >= 1 that divides d_in = " + std::to_string(dims.d_in),
+                     std::to_string(static_cast<int64_t>(kernel)));
 }
 
 }  // namespace
@@ -33,13 +61,22 @@ const AdapterInfo& loha_info() {
     a.hyper = {
         {"r", 8, HyperParamSpec::Kind::integer, "rank of each of the two Hadamard factors (rank(ΔW) <= r²)"},
         {"alpha", 8, HyperParamSpec::Kind::real, "scaling = alpha / r"},
+        {"use_effective_conv2d", 0, HyperParamSpec::Kind::flag,
+         "a convolution's Tucker form: M = core ×₁ w_a ×₂ w_b per kernel position (PEFT builds it only on "
+         "convolutions with a kernel larger than 1; at conv_kernel 1 it is a core between the two factors)"},
+        {"conv_kernel", 1, HyperParamSpec::Kind::integer,
+         "not PEFT's: the kernel volume of a convolution lowered to this Linear (d_in = in_channels · conv_kernel); "
+         "1 for a Linear"},
     };
     a.scaling = loha::scaling;
+    a.validate = validate;
     const std::string m2_zero = "hada_w2_b is zero at init, so M2 = w2a w2b = 0 and ";
     a.tensors.push_back(loha_a("hada_w1_a", m2_zero + "dL/dw1a = (G ⊙ M2) w1bᵀ = 0"));
     a.tensors.push_back(loha_b("hada_w1_b", "kaiming_uniform(a=sqrt(5))", m2_zero + "dL/dw1b = w1aᵀ (G ⊙ M2) = 0"));
     a.tensors.push_back(loha_a("hada_w2_a", "hada_w2_b is zero at init, so dL/dw2a = (G ⊙ M1) w2bᵀ = 0"));
     a.tensors.push_back(loha_b("hada_w2_b", "zeros", ""));
+    a.tensors.push_back(loha_core("hada_t1", m2_zero + "dL/dt1 = w1a dM1 w1bᵀ per kernel position = 0"));
+    a.tensors.push_back(loha_core("hada_t2", "hada_w2_b is zero at init, so dL/dt2 = w2a dM2 w2bᵀ = 0"));
     // The torch backend's rank-r² path: forming U (d_out, r²) and V (r², d_in), then two thin GEMMs of width r².
     a.forward_cost = [](int64_t n, const Dims& d, const HyperParams& hp) {
       const double r2 = std::pow(static_cast<double>(lowrank::rank(hp)), 2);
@@ -73,8 +110,21 @@ const AdapterInfo& loha_info() {
         "PEFT multiplies ΔW by torch.tensor(alpha / r), a float32 scalar, also for float64 layers: PEFT's float64 "
         "output carries the float32 rounding of s (relative ~6e-8) where alpha / r is not exact in float32",
     };
+    // Found by gradguard's audit (finite differences in float64 decide): PEFT's HadaWeightCP.backward builds each
+    // side's `temp` from the other side's core and w_b, so dw1a pairs dM1 with t2 ×₂ w2b (and dw2a with t1 ×₂ w1b)
+    // instead of its own side's; the other four gradients are right.
+    for (const char* tensor : {"d hada_w1_a", "d hada_w2_a"})
+      a.peft_defects.push_back(
+          {tensor, loha::tucker_form, {{"use_effective_conv2d", 0}},
+           "PEFT 0.21.2's HadaWeightCP.backward (loha/layer.py, the use_effective_conv2d form) computes the gradient "
+           "of hada_w1_a with the second side's core and mode factor (t2, w2_b) and that of hada_w2_a with the "
+           "first's: both wrong whenever the two sides differ, which training makes them",
+           "tests/python/test_peft_defects.py::test_known_peft_defect_loha_tucker_backward"});
     a.layer_types = {"Linear", "Conv1d", "Conv2d"};
-    a.notes.push_back("on convolutions: the default form (hada_w*_b over in_channels·kernel); use_effective_conv2d (Tucker cores hada_t1/t2) is not modelled and is refused by from_peft");
+    a.grouped_convolutions = true;
+    a.notes.push_back("on convolutions: the default form (hada_w*_b over in_channels·kernel), or with "
+                      "use_effective_conv2d the Tucker form (cores hada_t1/t2 over the kernel positions, "
+                      "core/tucker.hpp), formed densely by the torch backend as by PEFT");
     return a;
   }();
   return info;

@@ -9,10 +9,13 @@
 //   dw1a[o, i] = Σ_j dU[o, i·r+j] w2a[o, j]     dw2a[o, j] = Σ_i dU[o, i·r+j] w1a[o, i]
 //   dw1b[i, k] = Σ_j dV[i·r+j, k] w2b[j, k]     dw2b[j, k] = Σ_i dV[i·r+j, k] w1b[i, k]
 // U and V are parameter-sized (r²·d); the forward saves them with the N-sized H so the backward re-forms nothing.
+// The Tucker form (use_effective_conv2d) has no rank-r² factorisation of ΔW: it forms M1, M2 and ΔW densely, as
+// PEFT's layer does (weight-sized, not N-sized, work).
 #include <ATen/ATen.h>
 
 #include "adapters/loha/eigen.hpp"
 #include "core/torch_backend.hpp"
+#include "core/tucker_torch.hpp"
 
 namespace gg {
 namespace {
@@ -29,7 +32,36 @@ at::Tensor make_V(const TorchTensors& t) {  // (r², d_in)
   return (w1b.unsqueeze(1) * w2b.unsqueeze(0)).reshape({w1b.size(0) * w2b.size(0), w1b.size(1)});
 }
 
+// The Tucker form: M1 or M2 (d_out, d_in) from its core and mode factors.
+at::Tensor tucker_factor(const TorchTensors& t, const std::string& side) {
+  return tucker::rebuild(t.at("hada_t" + side), t.at("hada_w" + side + "_a"), t.at("hada_w" + side + "_b"));
+}
+
+at::Tensor tucker_forward(const at::Tensor& x, const TorchTensors& t, const HyperParams& hp) {
+  const at::Tensor dW = tucker_factor(t, "1") * tucker_factor(t, "2") * loha::scaling(hp);
+  return at::addmm(t.at("bias"), x, (t.at("weight") + dW).t());
+}
+
+TorchGrads tucker_backward(const at::Tensor& x, const TorchTensors& t, const HyperParams& hp, const at::Tensor& dy,
+                           const GradRequest& request) {
+  const double s = loha::scaling(hp);
+  const at::Tensor M1 = tucker_factor(t, "1"), M2 = tucker_factor(t, "2");  // (d_out, d_in)
+  TorchGrads g;
+  const at::Tensor G = tall_tn(dy, x).mul_(s);  // (d_out, d_in)
+  for (const auto& [side, dM] : {std::pair{std::string("1"), G * M2}, std::pair{std::string("2"), G * M1}}) {
+    const std::string core = "hada_t" + side, a = "hada_w" + side + "_a", b = "hada_w" + side + "_b";
+    if (!request.wants(core) && !request.wants(a) && !request.wants(b)) continue;
+    tucker::TorchGrads tg = tucker::backward(dM, t.at(core), t.at(a), t.at(b));
+    if (request.wants(core)) g.dparams[core] = tg.dcore;
+    if (request.wants(a)) g.dparams[a] = tg.da;
+    if (request.wants(b)) g.dparams[b] = tg.db;
+  }
+  if (request.dx) g.dx = at::mm(dy, t.at("weight") + M1 * M2 * s);  // (N, d_in): base + adapter term
+  return g;
+}
+
 at::Tensor forward(const at::Tensor& x, const TorchTensors& t, const HyperParams& hp, TorchTensors* saved) {
+  if (loha::tucker_form(hp)) return tucker_forward(x, t, hp);
   const double s = loha::scaling(hp);
   const at::Tensor U = make_U(t);                                 // (d_out, r²)
   const at::Tensor V = make_V(t);                                 // (r², d_in)
@@ -46,6 +78,7 @@ at::Tensor forward(const at::Tensor& x, const TorchTensors& t, const HyperParams
 
 TorchGrads backward(const at::Tensor& x, const TorchTensors& t, const HyperParams& hp, const at::Tensor& dy,
                     const TorchTensors& saved, const GradRequest& request) {
+  if (loha::tucker_form(hp)) return tucker_backward(x, t, hp, dy, request);
   const double s = loha::scaling(hp);
   const at::Tensor& w1a = t.at("hada_w1_a");  // (d_out, r)
   const at::Tensor& w1b = t.at("hada_w1_b");  // (r, d_in)
@@ -79,6 +112,7 @@ TorchGrads backward(const at::Tensor& x, const TorchTensors& t, const HyperParam
 
 // The naive baseline: ΔW = s·(w1a w1b) ⊙ (w2a w2b) formed densely, as PEFT's layer does.
 at::Tensor naive(const at::Tensor& x, const TorchTensors& t, const HyperParams& hp) {
+  if (loha::tucker_form(hp)) return tucker_forward(x, t, hp);
   const at::Tensor dW = at::mm(t.at("hada_w1_a"), t.at("hada_w1_b")) * at::mm(t.at("hada_w2_a"), t.at("hada_w2_b"));
   return at::addmm(t.at("bias"), x, (t.at("weight") + dW * loha::scaling(hp)).t());
 }

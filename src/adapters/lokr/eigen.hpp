@@ -15,6 +15,7 @@
 #include <utility>
 
 #include "core/registry.hpp"
+#include "core/tucker.hpp"
 
 namespace gg::lokr {
 
@@ -52,6 +53,8 @@ inline KronDims kron_dims(const Dims& dims, const HyperParams& hp) {
 }
 
 inline double scaling(const HyperParams& hp) { return hp.at("alpha") / hp.at("r"); }
+inline bool tucker_form(const HyperParams& hp) { return hp.at("use_effective_conv2d") != 0.0; }
+inline int64_t conv_kernel(const HyperParams& hp) { return static_cast<int64_t>(hp.at("conv_kernel")); }
 
 // w1 and w2, formed from their factors where PEFT factors them.
 template <class T>
@@ -60,7 +63,9 @@ Mat<T> w1(const TensorMap<T>& t, const HyperParams& hp) {
 }
 template <class T>
 Mat<T> w2(const TensorMap<T>& t, const HyperParams& hp) {
-  return hp.at("use_w2") != 0.0 ? t.at("lokr_w2") : Mat<T>(t.at("lokr_w2_a") * t.at("lokr_w2_b"));
+  if (hp.at("use_w2") != 0.0) return t.at("lokr_w2");
+  if (tucker_form(hp)) return tucker::rebuild(t.at("lokr_t2"), t.at("lokr_w2_a"), t.at("lokr_w2_b"), conv_kernel(hp));
+  return t.at("lokr_w2_a") * t.at("lokr_w2_b");
 }
 
 template <class T>
@@ -102,6 +107,11 @@ Grads<T> backward(const Mat<T>& x, const TensorMap<T>& t, const HyperParams& hp,
   }
   if (hp.at("use_w2") != 0.0) {
     g.dparams["lokr_w2"] = dW2;
+  } else if (tucker_form(hp)) {
+    tucker::Grads<T> tg = tucker::backward(dW2, t.at("lokr_t2"), t.at("lokr_w2_a"), t.at("lokr_w2_b"), conv_kernel(hp));
+    g.dparams["lokr_t2"] = std::move(tg.dcore);
+    g.dparams["lokr_w2_a"] = std::move(tg.da);
+    g.dparams["lokr_w2_b"] = std::move(tg.db);
   } else {
     g.dparams["lokr_w2_a"] = dW2 * t.at("lokr_w2_b").transpose();
     g.dparams["lokr_w2_b"] = t.at("lokr_w2_a").transpose() * dW2;

@@ -6,16 +6,25 @@
 //   dw1 = Σ_n dZ_n T_nᵀ (a, c);  dT = w1ᵀ dZ (N, c, b);  dw2 = Σ_n dT_nᵀ X₃_n (b, d);  dX₃ = dT w2 (N, c, d)
 // and the factored sides: dw_a = dw w_bᵀ, dw_b = w_aᵀ dw. At d = 4096 (a = b = c = d = 64) the two batched products
 // cost 2·N·64³ multiply-adds each way, ~1.6% of the base GEMM, where forming ΔW costs a base-sized GEMM's memory.
+// The Tucker form of w2 (use_effective_conv2d) only changes how w2 (b, d) is formed from its tensors.
 #include <ATen/ATen.h>
 
 #include "adapters/lokr/eigen.hpp"
 #include "core/torch_backend.hpp"
+#include "core/tucker_torch.hpp"
 
 namespace gg {
 namespace {
 
+// w2 in the Tucker form (use_effective_conv2d): its core and mode factors (core/tucker.hpp).
+bool tucker_side(const HyperParams& hp, const std::string& whole) {
+  return whole == "lokr_w2" && hp.at("use_w2") == 0.0 && lokr::tucker_form(hp);
+}
+
 at::Tensor side(const TorchTensors& t, const HyperParams& hp, const char* flag, const std::string& whole) {
-  return hp.at(flag) != 0.0 ? t.at(whole) : at::mm(t.at(whole + "_a"), t.at(whole + "_b"));
+  if (hp.at(flag) != 0.0) return t.at(whole);
+  if (tucker_side(hp, whole)) return tucker::rebuild(t.at("lokr_t2"), t.at(whole + "_a"), t.at(whole + "_b"));
+  return at::mm(t.at(whole + "_a"), t.at(whole + "_b"));
 }
 
 // dL/d(side) to the side's own tensors: itself, or its two factors.
@@ -25,12 +34,20 @@ void side_grads(const TorchTensors& t, const HyperParams& hp, const char* flag, 
     if (request.wants(whole)) g.dparams[whole] = dside;
     return;
   }
+  if (tucker_side(hp, whole)) {
+    tucker::TorchGrads tg = tucker::backward(dside, t.at("lokr_t2"), t.at(whole + "_a"), t.at(whole + "_b"));
+    if (request.wants("lokr_t2")) g.dparams["lokr_t2"] = tg.dcore;
+    if (request.wants(whole + "_a")) g.dparams[whole + "_a"] = tg.da;
+    if (request.wants(whole + "_b")) g.dparams[whole + "_b"] = tg.db;
+    return;
+  }
   if (request.wants(whole + "_a")) g.dparams[whole + "_a"] = at::mm(dside, t.at(whole + "_b").t());
   if (request.wants(whole + "_b")) g.dparams[whole + "_b"] = at::mm(t.at(whole + "_a").t(), dside);
 }
 
 bool wants_side(const HyperParams& hp, const char* flag, const std::string& whole, const GradRequest& request) {
-  return hp.at(flag) != 0.0 ? request.wants(whole) : request.wants(whole + "_a") || request.wants(whole + "_b");
+  if (hp.at(flag) != 0.0) return request.wants(whole);
+  return request.wants(whole + "_a") || request.wants(whole + "_b") || (tucker_side(hp, whole) && request.wants("lokr_t2"));
 }
 
 at::Tensor forward(const at::Tensor& x, const TorchTensors& t, const HyperParams& hp, TorchTensors* saved) {

@@ -69,7 +69,9 @@ const AdapterInfo& oft_info() {
     // On Conv2d the rotation acts on the flattened (in_channels·kh·kw) filter dimension: PEFT's merged weight.
     // PEFT's unmerged forward rotates stride-1 unfolded input patches and folds them back as a sum instead (a
     // confirmed defect, gradguard/peft_defects.py), so comparisons mark it and gradguard follows the merge.
-    a.layer_types = {"Linear", "Conv2d"};
+    // On an Embedding PEFT rotates the looked-up rows (the output side, embedding_dim wide): gradguard runs the same
+    // Linear maths on those rows with an identity base weight (gradguard/layers.py, "rows" lowering).
+    a.layer_types = {"Linear", "Conv2d", "Embedding"};
     return a;
   }();
   return info;

@@ -52,6 +52,13 @@ LAYERS = {
                        "nn.Conv1d(4, 6, 3, stride=3, dilation=2)"),
     "Conv2d-dilated": (lambda: nn.Conv2d(4, 6, 3, stride=3, dilation=2),
                        lambda g: torch.randn(1, 4, 11, 11, generator=g), "nn.Conv2d(4, 6, 3, stride=3, dilation=2)"),
+    "Conv3d": (lambda: nn.Conv3d(3, 4, (3, 2, 2), stride=(2, 1, 1), padding=(1, 0, 1)),
+               lambda g: torch.randn(1, 3, 5, 4, 3, generator=g),
+               "nn.Conv3d(3, 4, (3, 2, 2), stride=(2, 1, 1), padding=(1, 0, 1))"),
+    # grouped (2 groups): tuners whose ΔW is a grouped weight, and those that read every input channel
+    "Conv2d-groups": (lambda: nn.Conv2d(4, 6, 3, stride=2, padding=1, groups=2),
+                      lambda g: torch.randn(1, 4, 5, 5, generator=g),
+                      "nn.Conv2d(4, 6, 3, stride=2, padding=1, groups=2)"),
     "Embedding": (lambda: nn.Embedding(11, 6), lambda g: torch.randint(0, 11, (2, 3), generator=g),
                   "nn.Embedding(11, 6)"),
     "Conv1D": (_conv1d_gpt2, lambda g: torch.randn(2, 6, generator=g), "transformers.pytorch_utils.Conv1D(5, 6)"),
@@ -73,7 +80,9 @@ def _layer(tuner: str, layer_name: str) -> tuple:
 VARIANTS: dict[str, list[dict]] = {
     "LORA": [{"use_dora": True}, {"use_rslora": True}],
     "IA3": [{"feedforward_modules": ["target"]}],
-    "LOKR": [{"decompose_both": True}],
+    # the Tucker form of a convolution's ΔW (core over the kernel axes); PEFT ignores it on 1x1 kernels and Linear
+    "LOHA": [{"use_effective_conv2d": True}],
+    "LOKR": [{"decompose_both": True}, {"use_effective_conv2d": True}],
     "OFT": [{"use_cayley_neumann": False}],
     "BOFT": [{"boft_n_butterfly_factor": 2}],
     "ROAD": [{"variant": "road_2"}, {"variant": "road_4"}],
@@ -149,20 +158,22 @@ def _known(tuner: str, variant: dict, tensor: str, kw: dict | None = None, layer
 
 
 def _registry_defect(tuner: str, tensor: str, kw: dict) -> str:
-    """A PEFT defect gradguard's registry already records (with its regression test), matched on the layer input's
-    gradient — the one tensor whose name the audit and the registry share — and only where the registry says it
-    applies: the audited config's values of the adapter's hyper-parameters, registry defaults for the rest."""
+    """A PEFT defect gradguard's registry already records (with its regression test), matched on the gradient it
+    affects — the layer input's, or a parameter's whose PEFT name (``target.<registry name>.<adapter>``) holds the
+    registry tensor's name — and only where the registry says it applies: the audited config's values of the
+    adapter's hyper-parameters, registry defaults for the rest."""
     from .peft_defects import known_peft_defect, known_peft_defects
     from .registry import info
 
-    if tensor not in ("x", "input[0]"):
-        return ""
+    parts = set(tensor.split("."))
     for d in known_peft_defects():
         entry = info(d["adapter"])
-        if d["tensor"] != "dx" or entry["peft_type"] != tuner:
+        if entry["peft_type"] != tuner:
             continue
+        affected = d["tensor"] == "dx" and tensor in ("x", "input[0]") or (
+            d["tensor"].startswith("d ") and d["tensor"][2:] in parts)
         hp = {h["name"]: kw.get(h["name"], h["default"]) for h in entry["hyper"]}
-        if known_peft_defect(d["adapter"], "dx", hp):
+        if affected and known_peft_defect(d["adapter"], d["tensor"], hp):
             return f"confirmed PEFT defect, regression test {d['regression_test']}: {d['reason']}"
     return ""
 

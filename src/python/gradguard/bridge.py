@@ -61,7 +61,7 @@ def _is_peft_lora(layer: nn.Module, adapter: str, dora: bool) -> bool:
     from peft.tuners.lora import layer as lora
 
     # lora.Linear also wraps GPT-2's Conv1D (fan_in_fan_out); gradguard.layers lowers the other types to Linear
-    if type(layer) not in (lora.Linear, lora.Conv1d, lora.Conv2d, lora.Embedding) or _is_kasa(layer, adapter):
+    if type(layer) not in (lora.Linear, lora.Conv1d, lora.Conv2d, lora.Conv3d, lora.Embedding) or _is_kasa(layer, adapter):
         return False
     return bool(layer.use_dora.get(adapter, False)) == dora
 
@@ -127,31 +127,34 @@ def _loha_config(hp: dict, **extra):
     from peft import LoHaConfig
 
     # rank_dropout/module_dropout draw random masks in training; the op is the dropout-free layer.
-    return LoHaConfig(r=hp["r"], alpha=hp["alpha"], rank_dropout=0.0, module_dropout=0.0, **extra)
+    return LoHaConfig(r=hp["r"], alpha=hp["alpha"], use_effective_conv2d=bool(hp["use_effective_conv2d"]),
+                      rank_dropout=0.0, module_dropout=0.0, **extra)
 
 
-def _lycoris_layer(module: str, tucker: str) -> Callable[[nn.Module, str], bool]:
-    """LoHa's/LoKr's layers (Linear, Conv1d, Conv2d); a convolution with use_effective_conv2d (Tucker cores, the
-    `tucker` ParameterDict) is refused: gradguard implements the default form, w2 over in_channels x kernel."""
-    def matches(layer: nn.Module, adapter: str) -> bool:
-        if not _is(*(_peft_class(module, c) for c in ("Linear", "Conv1d", "Conv2d")))(layer, adapter):
-            return False
-        if adapter in getattr(layer, tucker, {}):
-            raise _C.InputError(f"argument 'layer': expected a convolution without use_effective_conv2d (gradguard "
-                                f"implements the default form, the factors over in_channels x kernel), got the Tucker "
-                                f"core {tucker}")
-        return True
-    return matches
+def _lycoris_layer(module: str) -> Callable[[nn.Module, str], bool]:
+    """LoHa's/LoKr's layers (Linear, Conv1d, Conv2d), in the default or the Tucker (use_effective_conv2d) form."""
+    return _is(*(_peft_class(module, c) for c in ("Linear", "Conv1d", "Conv2d")))
+
+
+def _tucker_form(layer: nn.Module, adapter: str) -> bool:
+    # PEFT keeps no flag: the Tucker core exists only where it built the form (a kernel larger than 1, and for LoKr a
+    # factored w2)
+    return adapter in getattr(layer, "hada_t1", {}) or adapter in getattr(layer, "lokr_t2", {})
 
 
 def _conv_kernel(layer: nn.Module, adapter: str) -> int:
-    """The kernel volume of the layer's base (1 unless a convolution): d_in of the lowered Linear / in_channels."""
-    geom = layer_geometry(layer)
-    return geom.d_in // geom.in_channels if geom.in_channels else 1
+    """The kernel volume of the layer's base (1 unless a convolution): d_in of the lowered Linear / the channels of
+    one group."""
+    return math.prod(layer_geometry(layer).kernel)
 
 
 def _no_kernel(hp: dict) -> str | None:
-    """make_peft_layer builds PEFT's Linear layer: a conv_kernel (a convolution lowered to a Linear) is not one."""
+    """make_peft_layer builds PEFT's Linear layer: a conv_kernel (a convolution lowered to a Linear) is not one, and
+    PEFT builds the Tucker form (use_effective_conv2d) on convolutions only."""
+    if hp.get("use_effective_conv2d"):
+        return ("use_effective_conv2d: PEFT builds the Tucker form only on a convolution with a kernel larger than 1 "
+                "(its Linear layer ignores the flag); PEFT's own Conv1d/Conv2d layers are compared in "
+                "tests/python/test_layer_types.py")
     if hp.get("conv_kernel", 1) == 1:
         return None
     return ("conv_kernel > 1 describes a convolution lowered to a Linear, which PEFT's Linear layer has no form for "
@@ -162,7 +165,8 @@ def _lokr_config(hp: dict, **extra):
     from peft import LoKrConfig
 
     return LoKrConfig(r=hp["r"], alpha=hp["alpha"], decompose_both=hp["decompose_both"],
-                      decompose_factor=hp["decompose_factor"], rank_dropout=0.0, module_dropout=0.0, **extra)
+                      decompose_factor=hp["decompose_factor"], use_effective_conv2d=bool(hp["use_effective_conv2d"]),
+                      rank_dropout=0.0, module_dropout=0.0, **extra)
 
 
 def _vera_config(hp: dict, **extra):
@@ -250,7 +254,8 @@ def _oft_config(hp: dict, **extra):
 
 
 def _oft_rotation(layer: nn.Module, adapter: str):
-    rot = layer.oft_R[adapter]
+    # OFT's Embedding layer keeps its rotation as oft_embedding_R (its oft_R stays empty)
+    rot = layer.oft_R[adapter] if adapter in layer.oft_R else layer.oft_embedding_R[adapter]
     if rot.coft:
         raise _C.InputError("argument 'layer': expected an OFT layer without coft (its forward projects the parameter "
                             "in place, under no_grad; gradguard does not model it), got coft=True")
@@ -406,11 +411,11 @@ _PEFT_SIDE: dict[str, _PeftSide] = {
                          constants=("ranknum.{adapter}",)),
     "ia3": _PeftSide(_ia3_config, _peft_class("peft.tuners.ia3", "Linear"),
                      lambda hp, config: dict(is_feedforward=hp["is_feedforward"]),
-                     _is(*(_peft_class("peft.tuners.ia3.layer", c) for c in ("Linear", "Conv2d"))), _no_kernel,
+                     _is(*(_peft_class("peft.tuners.ia3.layer", c) for c in ("Linear", "Conv2d", "Conv3d"))), _no_kernel,
                      init_flag="init_ia3_weights"),
     "loha": _PeftSide(_loha_config, _peft_class("peft.tuners.loha", "Linear"),
                       lambda hp, config: dict(r=hp["r"], alpha=hp["alpha"]),
-                      _lycoris_layer("peft.tuners.loha.layer", "hada_t1"), init_flag="init_weights"),
+                      _lycoris_layer("peft.tuners.loha.layer"), _no_kernel, init_flag="init_weights"),
     "vera": _PeftSide(_vera_config, _vera_layer, lambda hp, config: dict(r=hp["r"]),
                       _is(_peft_class("peft.tuners.vera", "Linear")), init_flag="init_weights"),
     "miss": _PeftSide(_miss_config, _peft_class("peft.tuners.miss", "MissLinear"), lambda hp, config: dict(r=hp["r"]),
@@ -429,7 +434,7 @@ _PEFT_SIDE: dict[str, _PeftSide] = {
                      lambda hp, config: dict(block_size=hp["block_size"]),
                      _is(_peft_class("peft.tuners.c3a", "C3ALinear")), init_flag="init_weights"),
     "oft": _PeftSide(_oft_config, _peft_class("peft.tuners.oft", "Linear"), lambda hp, config: dict(r=0),
-                     _is(*(_peft_class("peft.tuners.oft", c) for c in ("Linear", "Conv2d"))), init_flag="init_weights"),
+                     _is(*(_peft_class("peft.tuners.oft", c) for c in ("Linear", "Conv2d", "Embedding"))), init_flag="init_weights"),
     "boft": _PeftSide(_boft_config, _peft_class("peft.tuners.boft.layer", "Linear"), lambda hp, config: dict(),
                       _is(*(_peft_class("peft.tuners.boft.layer", c) for c in ("Linear", "Conv2d"))), _boft_unsupported, init_flag="init_weights"),
     "shira": _PeftSide(_shira_config, _shira_layer, lambda hp, config: dict(r=hp["r"]), _is_peft_shira,
@@ -446,7 +451,7 @@ _PEFT_SIDE: dict[str, _PeftSide] = {
                         init_flag=None),
     "lokr": _PeftSide(_lokr_config, _peft_class("peft.tuners.lokr", "Linear"),
                       lambda hp, config: dict(r=hp["r"], alpha=hp["alpha"]),
-                      _lycoris_layer("peft.tuners.lokr.layer", "lokr_t2"), _no_kernel, init_flag="init_weights"),
+                      _lycoris_layer("peft.tuners.lokr.layer"), _no_kernel, init_flag="init_weights"),
 }
 
 
@@ -639,6 +644,7 @@ _HYPER_FROM_LAYER: dict[str, Callable[[nn.Module, str], object]] = {
     "decompose_both": _lokr_decompose_both,
     "decompose_factor": _lokr_decompose_factor,
     "conv_kernel": _conv_kernel,
+    "use_effective_conv2d": _tucker_form,
 }
 
 
@@ -655,22 +661,25 @@ def _hyper_from_layer(name: str, layer: nn.Module, adapter: str) -> dict:
     return hp
 
 
-def _layer_base(layer: nn.Module) -> tuple[nn.Module, "Geometry"]:
-    """The PEFT layer's base layer and how it lowers to a Linear (gradguard.layers)."""
+def _layer_base(layer: nn.Module, name: str | None = None) -> tuple[nn.Module, "Geometry"]:
+    """The PEFT layer's base layer and how it lowers to a Linear for registry adapter ``name`` (gradguard.layers;
+    identified from the layer when not given)."""
     from .layers import geometry
 
     base = layer.get_base_layer()
-    return base, geometry(base)
+    return base, geometry(base, name or _identify(layer, _active_adapter(layer)))
 
 
 def layer_geometry(layer: nn.Module) -> "Geometry":
-    """How a PEFT layer's base (Linear, Conv1d, Conv2d, Embedding, GPT-2 Conv1D) lowers to the Linear case."""
+    """How a PEFT layer's base (Linear, Conv1d/2d/3d, Embedding, GPT-2 Conv1D) lowers to the Linear case."""
     return _layer_base(layer)[1]
 
 
-# PEFT's LoRA names its factors differently on an Embedding (nn.Parameters, not modules): registry key -> PEFT key.
+# PEFT names some tensors differently on an Embedding (LoRA's factors are nn.Parameters there, not modules; OFT's
+# rotation is its own module dict): registry key -> PEFT key.
 _EMBEDDING_KEYS = {"lora_A.{adapter}.weight": "lora_embedding_A.{adapter}",
-                   "lora_B.{adapter}.weight": "lora_embedding_B.{adapter}"}
+                   "lora_B.{adapter}.weight": "lora_embedding_B.{adapter}",
+                   "oft_R.{adapter}.weight": "oft_embedding_R.{adapter}.weight"}
 
 
 def _peft_key(spec: dict, geom, adapter: str) -> str:
@@ -687,8 +696,8 @@ def from_peft(layer: nn.Module, adapter: str | None = None) -> tuple[str, dict, 
     from .layers import check_supported
 
     adapter = adapter or _active_adapter(layer)
-    _, geom = _layer_base(layer)
     name = _identify(layer, adapter)
+    _, geom = _layer_base(layer, name)
     check_supported(name, geom)
     hp = _hyper_from_layer(name, layer, adapter)
     return name, hp, {k: v.detach() for k, v in layer_tensors(layer, adapter, name, hp).items()}
@@ -696,11 +705,16 @@ def from_peft(layer: nn.Module, adapter: str | None = None) -> tuple[str, dict, 
 
 def layer_sources(layer: nn.Module, adapter: str, name: str, hp: dict) -> dict[str, tuple[torch.Tensor, tuple]]:
     """{registry name: (the PEFT layer's own tensor, the registry's shape for it)} for every present tensor; the base
-    bias is absent when the base layer has none. InputError when another tensor is missing."""
-    from .layers import weight_as_linear
+    bias is absent when the base layer has none. InputError when another tensor is missing. On a grouped convolution
+    whose PEFT form keeps a tensor grouped (layers.GROUP_EXPANDED) the shape is that grouped layout: layers.to_registry
+    expands the fitted tensor."""
+    from .layers import expanded_tensors, grouped_shape, weight_as_linear
 
-    base, geom = _layer_base(layer)
+    base, geom = _layer_base(layer, name)
     shapes = _C.tensor_shapes(name, geom.d_in, geom.d_out, hp)
+    for key in expanded_tensors(name, geom):
+        if key != "weight" and key in shapes:
+            shapes[key] = grouped_shape(tuple(shapes[key]), geom)
     out = {}
     for spec in info(name)["tensors"]:
         if spec["name"] not in shapes:
@@ -732,7 +746,11 @@ def _check_own_size(spec: dict, t: torch.Tensor, shape, key: str) -> None:
 def layer_tensors(layer: nn.Module, adapter: str, name: str, hp: dict) -> dict[str, torch.Tensor]:
     """The registry tensors of a live PEFT layer as views of its own parameters (not detached: gradients reach the
     layer's nn.Parameters through them); the base bias is zeros when the base layer has none."""
-    tensors = {k: fit(t, shape) for k, (t, shape) in layer_sources(layer, adapter, name, hp).items()}
+    from .layers import to_registry
+
+    geom = _layer_base(layer, name)[1]
+    tensors = {k: to_registry(name, geom, k, fit(t, shape))
+               for k, (t, shape) in layer_sources(layer, adapter, name, hp).items()}
     if "bias" not in tensors:
         w = tensors["weight"]
         tensors["bias"] = torch.zeros(w.shape[0], dtype=w.dtype, device=w.device)
@@ -741,11 +759,11 @@ def layer_tensors(layer: nn.Module, adapter: str, name: str, hp: dict) -> dict[s
 
 def load_into_peft(layer: nn.Module, tensors: dict[str, torch.Tensor], adapter: str | None = None) -> None:
     """Copy registry tensors (e.g. a seeded case) into a PEFT layer's parameters, in place."""
-    from .layers import weight_from_linear
+    from .layers import expanded_tensors, take_groups, weight_from_linear
 
     adapter = adapter or _active_adapter(layer)
     name = _identify(layer, adapter)
-    base, geom = _layer_base(layer)
+    base, geom = _layer_base(layer, name)
     with torch.no_grad():
         for spec in info(name)["tensors"]:
             if spec["name"] not in tensors:
@@ -756,5 +774,8 @@ def load_into_peft(layer: nn.Module, tensors: dict[str, torch.Tensor], adapter: 
             t = _peft_tensor(layer, _peft_key(spec, geom, adapter))
             if t is None:
                 raise _C.InputError(f"argument 'layer': the PEFT layer has no '{spec['peft_key']}' for {spec['name']}")
-            _check_own_size(spec, t, tensors[spec["name"]].shape, _peft_key(spec, geom, adapter))
-            fit(t, tensors[spec["name"]].shape).copy_(tensors[spec["name"]])
+            value = tensors[spec["name"]]
+            if spec["name"] in expanded_tensors(name, geom):  # PEFT keeps it grouped: each row's own block
+                value = take_groups(value, geom.groups)
+            _check_own_size(spec, t, value.shape, _peft_key(spec, geom, adapter))
+            fit(t, value.shape).copy_(value)

@@ -160,7 +160,7 @@ def compare(name: str, *, backends=BACKENDS, dtype: str = "float32", d_in: int |
 
 def compare_live_layer(layer: nn.Module, x: torch.Tensor, *, backend: str = "eigen", seed: int = 0,
                        model: nn.Module | None = None) -> list[dict]:
-    """A live float64 PEFT layer around any base type gradguard lowers (Linear, Conv1d, Conv2d, Embedding, GPT-2's
+    """A live float64 PEFT layer around any base type gradguard lowers (Linear, Conv1d/2d/3d, Embedding, GPT-2's
     Conv1D) against gradguard's float64 ``backend`` run on the tensors ``from_peft`` reads from it: one row per value
     (y, dx — not for token ids — and each trainable tensor's gradient), PEFT's number as the reference, at the float64
     policy (or the registry's "peft" override, e.g. FourierFT's float32 ΔW). ``model``: what to call instead of the
@@ -168,7 +168,8 @@ def compare_live_layer(layer: nn.Module, x: torch.Tensor, *, backend: str = "eig
 
     Where PEFT's forward on this layer is a confirmed defect (peft_defects.known_layer_defect): if PEFT's merged layer
     is right, y and dx are compared with a merged copy instead (row "reference": "peft merged", counted as usual);
-    the rows that can only come from the defective forward carry ``known_peft_defect`` (reported, not counted)."""
+    the rows that can only come from the defective forward carry ``known_peft_defect`` (reported, not counted), all
+    of them where PEFT's forward cannot run at all."""
     from .bridge import _peft_key, from_peft, layer_geometry
     from .layers import lower, run_backend
 
@@ -209,6 +210,7 @@ def compare_live_layer(layer: nn.Module, x: torch.Tensor, *, backend: str = "eig
             p.grad = saved[k]
         return out
 
+    out_keys = ("y", "dx") if x.is_floating_point() else ("y",)
     merged = None
     if defect and defect.merged_is_right:
         # merged in a copy: PEFT's unmerge need not restore W exactly (OFT inverts in float32)
@@ -220,10 +222,10 @@ def compare_live_layer(layer: nn.Module, x: torch.Tensor, *, backend: str = "eig
         merged = peft_run(copy_run, copy_layer)
     try:
         peft = peft_run(run, layer)
-    except _C.InputError:
-        if merged is None:
+    except Exception:  # noqa: BLE001 — PEFT's forward failing is the recorded defect itself; anything else re-raises
+        if defect is None:
             raise
-        peft = {**{k: None for k in ("y", "dx") if k in merged}, **_unmeasured(name, tensors)}
+        peft = {**{k: None for k in ("y", "dx") if k in out_keys}, **_unmeasured(name, tensors)}
     ours = run_backend(name, backend, "float64", geom, x, tensors, dy, hp)
     p64 = _C.policy("float64")
     override = next((o for o in info(name)["tolerance_overrides"] if o["check"] == "peft"), None)
@@ -241,8 +243,10 @@ def compare_live_layer(layer: nn.Module, x: torch.Tensor, *, backend: str = "eig
             continue
         row = _C.compare_to_reference(key, ref.double(), ours[key].reshape(ref.shape).double(), None, 0.0, atol, rtol)
         row.update(adapter=name, layer=geom.kind, backend=backend, reference=reference)
-        if defect and not row["ok"] and reference == "peft":
-            row["known_peft_defect"] = defect.reason  # reported, not counted: gradguard's value is the one FD confirms
+        if not row["ok"] and reference == "peft":  # reported, not counted: gradguard's value is the one FD confirms
+            reason = defect.reason if defect else known_peft_defect(name, key, hp)  # the layer's, or the registry's
+            if reason:
+                row["known_peft_defect"] = reason
         rows.append(row)
     return rows
 

@@ -14,6 +14,7 @@ adapter input, merged or disabled adapters, several active adapters.
 """
 from __future__ import annotations
 
+import math
 import types
 from dataclasses import dataclass, field
 
@@ -23,8 +24,9 @@ from torch import nn
 from . import _C
 from ._table import table
 from .bridge import _hyper_from_layer, _identify, fit, layer_sources, trainable_constants
-from .layers import check_supported, geometry, lift, lower, weight_as_linear
-from .peft_defects import known_layer_defect
+from .layers import check_supported, geometry, is_convolution, lift, lower, to_registry, weight_as_linear
+from .peft_defects import known_layer_defect, known_peft_defect
+from .registry import info
 
 
 @dataclass
@@ -90,12 +92,16 @@ def _fused_forward(layer: nn.Module, name: str, adapter: str, hp: dict, backend:
         for k, (t, shape) in list(by_name.items()):
             if t.device != weight.device:  # an index table in a plain dict that the model's .to() did not move:
                 by_name[k] = (t.to(weight.device), shape)  # moved once and kept (the op checks it once, by identity)
-        tensors = {k: fit(t, shape) for k, (t, shape) in by_name.items()}
+        tensors = {k: to_registry(name, geom, k, fit(t, shape)) for k, (t, shape) in by_name.items()}
         if no_bias:
             tensors["bias"] = torch.zeros(weight.shape[0], dtype=weight.dtype, device=weight.device)
         if geom.kind == "Linear":
             return _C.adapter_apply(name, x.to(weight.dtype), tensors, hp, backend).to(x.dtype)
-        # a convolution or GPT-2's Conv1D: the same op on the input lowered to a Linear's rows (gradguard.layers)
+        # a convolution, GPT-2's Conv1D or looked-up embedding rows: the same op on the input lowered to a Linear's
+        # rows (gradguard.layers); token ids stay ids and the output takes the table's dtype
+        if not x.is_floating_point():
+            rows, out_shape = lower(geom, x, weight.dtype)
+            return lift(geom, _C.adapter_apply(name, rows, tensors, hp, backend), out_shape)
         rows, out_shape = lower(geom, x.to(weight.dtype))
         return lift(geom, _C.adapter_apply(name, rows, tensors, hp, backend), out_shape).to(x.dtype)
     return forward
@@ -105,7 +111,7 @@ def fast_path(model: nn.Module, *, backend: str | None = None, convolutions: boo
     """Swap the forward of every PEFT tuner layer whose adapter gradguard implements for gradguard's op (in place);
     returns what was swapped, what was left on PEFT's forward and why, and ``undo()``.
 
-    ``convolutions``: also swap Conv1d/Conv2d layers with a kernel larger than 1. The op runs them on unfolded patches
+    ``convolutions``: also swap Conv1d/2d/3d layers with a kernel larger than 1. The op runs them on unfolded patches
     (im2col), which the backward keeps: kernel-volume times the input's activation memory where PEFT's layer keeps
     the input itself, and an im2col GEMM in place of cuDNN's convolution. Off by default; every parameter still
     trains on PEFT's forward, which gg.check verifies."""
@@ -123,19 +129,19 @@ def fast_path(model: nn.Module, *, backend: str | None = None, convolutions: boo
         adapters = list(getattr(layer, "active_adapters", []))
         adapter = adapters[0] if adapters else "default"
         try:
-            geom = geometry(layer.get_base_layer())
-            if geom.kind == "Embedding":
+            name = _identify(layer, adapter)
+            geom = geometry(layer.get_base_layer(), name)
+            if geom.kind == "Embedding" and geom.lookup == "one-hot":
                 # a lookup would become a product with one-hot rows of vocabulary width: correct, but N x vocab
-                # memory and work where PEFT's lookup gathers rows
+                # memory and work where PEFT's lookup gathers rows (an adapter on the looked-up rows, OFT's, is cheap)
                 report.skipped.append((mname, "Embedding base: lookups are not fused (the lowering to one-hot rows "
                                               "costs N x vocabulary)"))
                 continue
-            if geom.kind in ("Conv1d", "Conv2d") and geom.d_in != geom.in_channels and not convolutions:
+            if is_convolution(geom) and math.prod(geom.kernel) > 1 and not convolutions:
                 report.skipped.append((mname, f"{geom.kind} with a {'x'.join(map(str, geom.kernel))} kernel: lowered to "
                                               f"patches its activations cost kernel-volume times PEFT's (pass "
                                               f"convolutions=True to swap it anyway)"))
                 continue
-            name = _identify(layer, adapter)
             check_supported(name, geom)
             hp = _C.resolve_hyper(name, geom.d_in, geom.d_out, _hyper_from_layer(name, layer, adapter))
         except (_C.InputError, KeyError) as e:
@@ -160,4 +166,7 @@ def fast_path(model: nn.Module, *, backend: str | None = None, convolutions: boo
         defect = known_layer_defect(name, geom.kind, layer, adapter)
         if defect:
             report.notes.append((mname, f"the fused op computes the adapter's maths, not PEFT's forward here ({defect.reason})"))
+        for d in info(name)["peft_defects"]:
+            if known_peft_defect(name, d["tensor"], hp):
+                report.notes.append((mname, f"the fused op's {d['tensor']} is the true one, not PEFT's ({d['reason']})"))
     return report

@@ -45,9 +45,23 @@ class AdapterLinear(nn.Module):
         self.hp = _C.resolve_hyper(name, weight.shape[1], weight.shape[0], hp)
         self._shapes = {k: tuple(v) for k, v in _C.tensor_shapes(name, weight.shape[1], weight.shape[0], self.hp).items()}
         roles = {t["name"]: t["role"] for t in info(name)["tensors"]}
+        # a trainable tensor PEFT keeps grouped on this layer (layers.GROUP_EXPANDED) is trained in that layout and
+        # expanded per call, so its zero blocks stay zero
+        self._grouped = set()
+        if geometry is not None:
+            from .layers import expanded_tensors, grouped_shape
+
+            self._grouped = {k for k in expanded_tensors(name, geometry) if roles.get(k) == "trainable"}
+            for key in self._grouped:
+                self._shapes[key] = grouped_shape(self._shapes[key], geometry)
         self.params = nn.ParameterDict()
         for key, t in tensors.items():
             if roles.get(key) == "trainable":
+                if key in self._grouped and not isinstance(t, nn.Parameter) and t.dim() == 2 and \
+                        t.shape[1] == self._shapes[key][1] * geometry.groups:  # given expanded: its own blocks
+                    from .layers import take_groups
+
+                    t = take_groups(t, geometry.groups)
                 self.params[key] = t if isinstance(t, nn.Parameter) else nn.Parameter(t.detach().clone())
             else:
                 self.register_buffer(key, t.detach().clone())
@@ -73,6 +87,10 @@ class AdapterLinear(nn.Module):
         # a parameter kept in its own layout is viewed in the registry's (autograd reaches the parameter through it)
         tensors.update({k: p if tuple(p.shape) == self._shapes[k] else p.reshape(self._shapes[k])
                         for k, p in self.params.items()})
+        if self._grouped:
+            from .layers import expand_groups
+
+            tensors.update({k: expand_groups(tensors[k], self.geometry.groups) for k in self._grouped})
         if self.geometry is None or self.geometry.kind == "Linear":
             return _C.adapter_apply(self.adapter, x, tensors, self.hp)
         from .layers import lift, lower, padding_column, without_padding_gradient

@@ -54,6 +54,12 @@ _LAYER_DEFECTS = [
                 "w1 and a 3-D w2 (make_kron unsqueezes w1 only for 4-D, Conv2d, kernels), which kron broadcasts as "
                 "(1, a, c) ⊗ (b, d, k) and the reshape to (out, in, k) scrambles: not w1 ⊗ w2 over channels (its merge "
                 "too); tests/python/test_peft_defects.py::test_known_peft_defect_lokr_conv1d_kron"),
+    LayerDefect("lokr", "Conv1d", lambda layer, adapter: adapter in layer.lokr_t2 and layer.lokr_t2[adapter].shape[0] == 1,
+                False,
+                "confirmed PEFT defect: LoKr on Conv1d in the Tucker form (use_effective_conv2d) at r = 1 cannot run: "
+                "its forward and merge raise RuntimeError in torch.kron, whose internal view rejects the einsum-built "
+                "w2 (b, d, k, 1) with size-1 axes whose strides w2.contiguous() keeps; "
+                "tests/python/test_peft_defects.py::test_known_peft_defect_lokr_conv1d_tucker_rank1"),
     LayerDefect("oft", "Conv2d", lambda layer, adapter: True, True,
                 "confirmed PEFT defect: OFT's unmerged Conv2d forward rotates the input's patches unfolded with stride "
                 "1 and no padding (whatever the convolution's own) and folds the overlapping patches back as a sum, "
@@ -64,11 +70,18 @@ _LAYER_DEFECTS = [
                   f"stride[0] and padding[0] and without its dilation (its merge is right); tests/python/"
                   f"test_peft_defects.py::test_known_peft_defect_rotation_conv2d_geometry")
       for name in ("boft", "hra")),
+    *(LayerDefect("dora", kind, lambda layer, adapter: layer.get_base_layer().groups > 1, False,
+                  "confirmed PEFT defect: DoRA on a grouped convolution divides by the norm of a scrambled update: "
+                  "get_lora_weight views the grouped lora_B (out, r/groups) as (-1, r) before the product with lora_A "
+                  "and reshapes the result to the grouped weight's shape, so the weight norm is not that of the "
+                  "layer's effective weight (W + s·B A per output channel; PEFT cannot merge it to compare); "
+                  "tests/python/test_peft_defects.py::test_known_peft_defect_dora_grouped_conv_norm")
+      for kind in ("Conv1d", "Conv2d", "Conv3d")),
     *(LayerDefect(name, kind, lambda layer, adapter: any(d != 1 for d in layer.get_base_layer().dilation), True,
                   "confirmed PEFT defect: LoRA's lora_A convolution is built without the base's dilation (an undilated "
                   "kernel; a shape error when the output lengths differ, wrong numbers when they agree; the merge is "
                   "right); tests/python/test_peft_defects.py::test_known_peft_defect_lora_conv_dilation")
-      for name in ("lora", "dora") for kind in ("Conv1d", "Conv2d")),
+      for name in ("lora", "dora") for kind in ("Conv1d", "Conv2d", "Conv3d")),
 ]
 
 
