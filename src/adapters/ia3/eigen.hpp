@@ -11,12 +11,13 @@
 // form has one value per channel: l (in_channels) acts as its K-fold repetition l⁺ (d_in), dl sums each channel's K
 // columns (the adjoint of the repetition). K = 1 for a Linear.
 #pragma once
+#include "core/conv_kernel.hpp"
 #include "core/registry.hpp"
 
 namespace gg::ia3 {
 
 inline bool feedforward(const HyperParams& hp) { return hp.at("is_feedforward") != 0.0; }
-inline int64_t conv_kernel(const HyperParams& hp) { return static_cast<int64_t>(hp.at("conv_kernel")); }
+inline int64_t conv_kernel(const HyperParams& hp) { return conv::kernel(hp); }
 
 // l⁺ (1, C·K): each of l's C values repeated K times.
 template <class T>

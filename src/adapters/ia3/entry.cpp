@@ -17,15 +17,8 @@ const AdapterInfo& ia3_info() {
     a.hyper = {{"is_feedforward", 0, HyperParamSpec::Kind::flag,
                 "1: l (d_in) scales the layer's input (a module in IA3Config.feedforward_modules); 0: l (d_out) "
                 "scales its output, bias included"},
-               {"conv_kernel", 1, HyperParamSpec::Kind::integer,
-                "not PEFT's: the kernel volume of a convolution lowered to this Linear (d_in = in_channels · "
-                "conv_kernel); the input form then has one value per channel; 1 for a Linear"}};
-    a.validate = [](const Dims& d, const HyperParams& hp) {
-      const double k = hp.at("conv_kernel");
-      if (k < 1 || d.d_in % static_cast<int64_t>(k) != 0)
-        throw InputError("conv_kernel", "a kernel volume >= 1 that divides d_in = " + std::to_string(d.d_in),
-                         std::to_string(static_cast<int64_t>(k)));
-    };
+               conv::kernel_hyper("the input form then has one value per channel")};
+    a.validate = conv::validate_kernel;
     a.tensors = linear::base_tensors();
     a.tensors.push_back({"ia3_l", TensorRole::trainable,
                          [](const Dims& d, const HyperParams& hp) {

@@ -14,6 +14,7 @@
 // kernel positions instead: M1 = tucker(t1, w1a (r, d_out), w1b (r, in_channels)), and dM1, dM2 go back through
 // tucker::backward.
 #pragma once
+#include "core/conv_kernel.hpp"
 #include "core/registry.hpp"
 #include "core/tucker.hpp"
 
@@ -21,7 +22,7 @@ namespace gg::loha {
 
 inline double scaling(const HyperParams& hp) { return hp.at("alpha") / hp.at("r"); }
 inline bool tucker_form(const HyperParams& hp) { return hp.at("use_effective_conv2d") != 0.0; }
-inline int64_t conv_kernel(const HyperParams& hp) { return static_cast<int64_t>(hp.at("conv_kernel")); }
+inline int64_t conv_kernel(const HyperParams& hp) { return conv::kernel(hp); }
 
 // M1 (side "1") or M2 (side "2"): (d_out, d_in)
 template <class T>

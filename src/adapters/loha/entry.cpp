@@ -43,10 +43,7 @@ TensorSpec loha_core(std::string name, std::string zero_grad_at_init) {
 
 void validate(const Dims& dims, const HyperParams& hp) {
   lowrank::validate(dims, hp);
-  const double kernel = hp.at("conv_kernel");
-  if (kernel < 1 || dims.d_in % static_cast<int64_t>(kernel) != 0)
-    throw InputError("conv_kernel", "a kernel volume >= 1 that divides d_in = " + std::to_string(dims.d_in),
-                     std::to_string(static_cast<int64_t>(kernel)));
+  conv::validate_kernel(dims, hp);
 }
 
 }  // namespace
@@ -64,9 +61,7 @@ const AdapterInfo& loha_info() {
         {"use_effective_conv2d", 0, HyperParamSpec::Kind::flag,
          "a convolution's Tucker form: M = core ×₁ w_a ×₂ w_b per kernel position (PEFT builds it only on "
          "convolutions with a kernel larger than 1; at conv_kernel 1 it is a core between the two factors)"},
-        {"conv_kernel", 1, HyperParamSpec::Kind::integer,
-         "not PEFT's: the kernel volume of a convolution lowered to this Linear (d_in = in_channels · conv_kernel); "
-         "1 for a Linear"},
+        conv::kernel_hyper("the Tucker form's core has one slice per kernel position"),
     };
     a.scaling = loha::scaling;
     a.validate = validate;

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <utility>
 
+#include "core/conv_kernel.hpp"
 #include "core/registry.hpp"
 #include "core/tucker.hpp"
 
@@ -46,7 +47,7 @@ struct KronDims {
 // so ΔW = s·(w1 ⊗ w2) holds on the lowered weight with d = d_channels · conv_kernel.
 inline KronDims kron_dims(const Dims& dims, const HyperParams& hp) {
   const auto f = static_cast<int64_t>(hp.at("decompose_factor"));
-  const auto kernel = static_cast<int64_t>(hp.at("conv_kernel"));
+  const int64_t kernel = conv::kernel(hp);
   const auto [c, d_channels] = factorization(dims.d_in / kernel, f);
   const auto [a, b] = factorization(dims.d_out, f);
   return {a, b, c, d_channels * kernel, d_channels};
@@ -54,7 +55,7 @@ inline KronDims kron_dims(const Dims& dims, const HyperParams& hp) {
 
 inline double scaling(const HyperParams& hp) { return hp.at("alpha") / hp.at("r"); }
 inline bool tucker_form(const HyperParams& hp) { return hp.at("use_effective_conv2d") != 0.0; }
-inline int64_t conv_kernel(const HyperParams& hp) { return static_cast<int64_t>(hp.at("conv_kernel")); }
+inline int64_t conv_kernel(const HyperParams& hp) { return conv::kernel(hp); }
 
 // w1 and w2, formed from their factors where PEFT factors them.
 template <class T>

@@ -35,10 +35,7 @@ void derive(const Dims& dims, HyperParams& hp) {
 
 void validate(const Dims& dims, const HyperParams& hp) {
   lowrank::validate_rank(dims, hp, "r", lowrank::RankBound::none);  // PEFT allows any r for the Kronecker sides
-  const double kernel = hp.at("conv_kernel");
-  if (kernel < 1 || dims.d_in % static_cast<int64_t>(kernel) != 0)
-    throw InputError("conv_kernel", "a kernel volume >= 1 that divides d_in = " + std::to_string(dims.d_in),
-                     std::to_string(static_cast<int64_t>(kernel)));
+  conv::validate_kernel(dims, hp);
   const double f = hp.at("decompose_factor");
   if (f == 0 || f < -1)
     throw InputError("decompose_factor", "-1 (factors near the square root) or a positive integer",
@@ -59,9 +56,7 @@ const AdapterInfo& lokr_info() {
         {"decompose_both", 0, HyperParamSpec::Kind::flag, "also factor w1 into w1_a w1_b when r is small enough"},
         {"decompose_factor", -1, HyperParamSpec::Kind::integer,
          "Kronecker factorization divider of each dim (-1: factors near the square root)"},
-        {"conv_kernel", 1, HyperParamSpec::Kind::integer,
-         "not PEFT's: the kernel volume of a convolution lowered to this Linear (d_in = in_channels · conv_kernel; "
-         "PEFT factorizes the channels only and w2 carries the kernel); 1 for a Linear"},
+        conv::kernel_hyper("PEFT factorizes the channels only and w2 carries the kernel"),
         {"use_effective_conv2d", 0, HyperParamSpec::Kind::flag,
          "a convolution's Tucker form of a factored w2: core lokr_t2 ×₁ w2_a ×₂ w2_b per kernel position (PEFT "
          "builds it only on convolutions with a kernel larger than 1; at conv_kernel 1 a core between the factors)"},
