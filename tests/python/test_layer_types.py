@@ -51,6 +51,7 @@ CASES = [(name, kind, {}) for name in adapters() for kind in info(name)["layer_t
     for kind in info(name)["layer_types"] if f"{kind}-groups" in BASES] + [
     ("ia3", "Conv2d", {"is_feedforward": 1}),  # one value per input channel, shared by its kernel positions
     ("ia3", "Conv1D", {"is_feedforward": 1}),
+    ("ia3", "Conv2d-groups", {"is_feedforward": 1}),  # every channel scaled, then the grouped base
     ("lokr", "Conv2d", {"r": 1}),              # w2 factored as w2_a (b, r) w2_b (r, channels x kernel)
     ("lokr", "Conv1d", {"r": 1}),              # ... where PEFT's Conv1d is right (its defect needs an unfactored w2)
     ("lokr", "Conv2d", {"decompose_both": 1, "r": 1}),

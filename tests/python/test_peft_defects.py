@@ -84,6 +84,12 @@ def test_known_peft_defect_oft_conv2d_forward():
     rows = {r["tensor"]: r for r in compare_live_layer(model.target, x, model=model)}
     assert rows["y"]["ok"] and rows["dx"]["ok"] and rows["y"]["reference"] == "peft merged"
     assert not rows["d oft_R"]["ok"] and "stride 1" in rows["d oft_R"]["known_peft_defect"]
+    # On a grouped Conv2d PEFT's OFT builds and runs but cannot merge: no PEFT value is a reference there
+    grouped = _peft_oft(nn.Conv2d(4, 6, 3, padding=1, groups=2), oft_block_size=2, init_weights=False)
+    with pytest.raises(RuntimeError, match="is invalid for input of size"):
+        grouped.target.merge()
+    rows = compare_live_layer(grouped.target, x, model=grouped)
+    assert all("cannot merge it" in r["known_peft_defect"] for r in rows if not r["ok"])
 
 
 def test_known_peft_defect_oft_unmerge_float32():

@@ -72,6 +72,7 @@ const AdapterInfo& oft_info() {
     // On an Embedding PEFT rotates the looked-up rows (the output side, embedding_dim wide): gradguard runs the same
     // Linear maths on those rows with an identity base weight (gradguard/layers.py, "rows" lowering).
     a.layer_types = {"Linear", "Conv2d", "Embedding"};
+    a.grouped_convolutions = true;  // rotating all in·k·k patch features of the expanded weight, as PEFT sizes it
     return a;
   }();
   return info;

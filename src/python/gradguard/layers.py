@@ -33,13 +33,14 @@ from . import _C
 LAYER_TYPES = ("Linear", "Conv1d", "Conv2d", "Conv3d", "Embedding", "Conv1D")
 _CONVOLUTIONS = ("Conv1d", "Conv2d", "Conv3d")
 
-# Adapters whose PEFT layer on a grouped convolution reads every input channel on its input side (LoRA's lora_A is
-# an ungrouped convolution) while its output side is grouped (lora_B a grouped 1x1 convolution): they run on the full
-# patches (d_in = in_channels · kernel volume) with these tensors expanded block-diagonally from PEFT's grouped layout,
-# each output row non-zero only on its own group's columns (the base weight: its group's input channels; lora_B: its
+# Adapters whose PEFT layer on a grouped convolution acts on every input channel (LoRA's lora_A is an ungrouped
+# convolution, OFT rotates all in_channels·k·k patch features, IA3's input form scales every channel) while what is
+# grouped stays grouped (the base weight; LoRA's lora_B, a grouped 1x1 convolution): they run on the full patches
+# (d_in = in_channels · kernel volume) with these tensors expanded block-diagonally from PEFT's grouped layout, each
+# output row non-zero only on its own group's columns (the base weight: its group's input channels; lora_B: its
 # group's r/groups ranks). Every other adapter that declares grouped convolutions has a ΔW of the grouped weight's own
 # shape and runs on stacked group rows.
-GROUP_EXPANDED = {"lora": ("weight", "lora_B"), "dora": ("weight", "lora_B")}
+GROUP_EXPANDED = {"lora": ("weight", "lora_B"), "dora": ("weight", "lora_B"), "ia3": ("weight",), "oft": ("weight",)}
 
 # How an adapter's PEFT layer reads an Embedding: "one-hot" (the adapter acts on the ids, as LoRA's lookup in
 # lora_embedding_A does) unless listed here. OFT rotates the looked-up rows (OFT's Embedding layer).

@@ -60,6 +60,11 @@ _LAYER_DEFECTS = [
                 "its forward and merge raise RuntimeError in torch.kron, whose internal view rejects the einsum-built "
                 "w2 (b, d, k, 1) with size-1 axes whose strides w2.contiguous() keeps; "
                 "tests/python/test_peft_defects.py::test_known_peft_defect_lokr_conv1d_tucker_rank1"),
+    LayerDefect("oft", "Conv2d", lambda layer, adapter: layer.get_base_layer().groups > 1, False,
+                "confirmed PEFT defect: OFT accepts a grouped Conv2d but cannot merge it (it reshapes the grouped "
+                "weight (out, in/groups·k·k) to (out, in·k·k) and raises), and its unmerged forward is the stride-1 "
+                "patch fold below, so no PEFT value is a reference; gradguard rotates the expanded weight's rows; "
+                "tests/python/test_peft_defects.py::test_known_peft_defect_oft_conv2d_forward"),
     LayerDefect("oft", "Conv2d", lambda layer, adapter: True, True,
                 "confirmed PEFT defect: OFT's unmerged Conv2d forward rotates the input's patches unfolded with stride "
                 "1 and no padding (whatever the convolution's own) and folds the overlapping patches back as a sum, "
