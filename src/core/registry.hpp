@@ -130,7 +130,7 @@ struct AdapterInfo {
   std::vector<std::string> layer_types = {"Linear"};
   // Grouped convolutions (groups > 1): supported where PEFT's adapter on them is a grouped weight of the base's own
   // shape (out, in/groups, kernel...), so the Linear maths applies per group (layers.py stacks the groups' patches),
-  // or where its grouped tensors expand block-diagonally to the Linear maths on every channel (LoRA, DoRA).
+  // or where it acts on every channel and its grouped tensors expand block-diagonally (LoRA, DoRA, OFT, IA3).
   bool grouped_convolutions = false;
   std::vector<std::string> notes;  // semantics worth knowing (e.g. which gradient DoRA's check uses)
 

@@ -137,8 +137,8 @@ def test_op_passes_finite_differences(name, kind, given):
         assert any(n.startswith("input") for n in checked), checked
 
 
-def _swappable(case) -> bool:  # one-hot embeddings stay on PEFT's lookup (test below); rows are cheap to swap
-    return case[1] != "Embedding" or layers.EMBEDDING_LOOKUP.get(case[0]) == "rows"
+def _swappable(case) -> bool:  # embeddings stay on PEFT's lookup (test below)
+    return case[1] != "Embedding"
 
 
 @pytest.mark.parametrize("name,kind,given", [c for c in CASES if _swappable(c)],
@@ -183,10 +183,67 @@ def test_fast_path_follows_the_base_weight():
     torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
 
 
-def test_embedding_left_on_peft_forward_with_reason():
-    model, _, _ = build("lora", "Embedding")
+@pytest.mark.parametrize("name,why", [("lora", "one-hot"), ("oft", "identity base weight")])
+def test_embedding_left_on_peft_forward_with_reason(name, why):
+    model, _, _ = build(name, "Embedding")
     report = gg.fast_path(model, backend="torch")
-    assert report.swapped == [] and "one-hot" in report.skipped[0][1]
+    assert report.swapped == [] and why in report.skipped[0][1]
+
+
+def test_grouped_convolutions_are_swapped_only_when_asked():
+    from peft import LoHaConfig
+
+    # a 1x1 kernel: only the groups gate it
+    model = inject(LoHaConfig(r=2, target_modules=["target"]), Host(nn.Conv1d(4, 6, 1, groups=2))).double()
+    report = gg.fast_path(model, backend="torch")
+    assert report.swapped == [] and "groups=2" in report.skipped[0][1]
+    assert [a for _, a in gg.fast_path(model, backend="torch", convolutions=True).swapped] == ["loha"]
+
+
+def test_load_into_peft_round_trips_grouped_and_row_layers():
+    """load_into_peft writes registry tensors back in PEFT's layouts: an expanded lora_B as its own blocks, and an
+    Embedding looked up by rows keeps its table (only the identity 'weight' maps back; anything else is refused)."""
+    from gradguard.bridge import load_into_peft
+
+    _, layer, _ = build("lora", "Conv2d-groups")
+    _, _, tensors = from_peft(layer)
+    tensors = {k: v.clone() for k, v in tensors.items()}
+    tensors["lora_B"] = 2 * tensors["lora_B"]
+    before = layer.lora_B["default"].weight.detach().clone()
+    load_into_peft(layer, tensors)
+    torch.testing.assert_close(layer.lora_B["default"].weight, 2 * before, rtol=0, atol=0)
+    torch.testing.assert_close(from_peft(layer)[2]["lora_B"], tensors["lora_B"], rtol=0, atol=0)
+
+    _, layer, _ = build("oft", "Embedding")
+    _, _, tensors = from_peft(layer)
+    table = layer.get_base_layer().weight.detach().clone()
+    load_into_peft(layer, tensors)
+    load_into_peft(layer, tensors)
+    torch.testing.assert_close(layer.get_base_layer().weight, table, rtol=0, atol=0)
+    with pytest.raises(_C.InputError, match="argument 'tensors': expected the identity as 'weight'"):
+        load_into_peft(layer, {**tensors, "weight": 2 * tensors["weight"]})
+
+
+def test_adapter_linear_names_misshapen_grouped_tensors():
+    conv = nn.Conv2d(4, 6, 3, groups=2).double()
+    geom = layers.geometry(conv, "lora")
+    good = {"weight": layers.weight_as_linear(conv, geom), "bias": conv.bias.detach(),
+            "lora_A": torch.randn(2, 36, dtype=torch.float64), "lora_B": torch.randn(6, 1, dtype=torch.float64)}
+    AdapterLinear("lora", good, {"r": 2}, geom)  # PEFT's grouped lora_B layout
+    with pytest.raises(_C.InputError, match=r"argument 'tensors': expected 'weight' as the lowered \(6, 36\)"):
+        AdapterLinear("lora", {**good, "weight": conv.weight.detach().reshape(6, -1)}, {"r": 2}, geom)
+    with pytest.raises(_C.InputError, match=r"expected 'lora_B' in PEFT's grouped layout \[6, 1\]"):
+        AdapterLinear("lora", {**good, "lora_B": nn.Parameter(torch.randn(6, 2, dtype=torch.float64))}, {"r": 2}, geom)
+
+
+def test_oft_embedding_module_owns_its_table():
+    _, layer, x = build("oft", "Embedding")
+    op = AdapterLinear.from_peft(layer)
+    want = op(x).detach()
+    with torch.no_grad():
+        layer.get_base_layer().weight.mul_(3)  # the module's copy, not the PEFT layer's table
+    torch.testing.assert_close(op(x), want, rtol=0, atol=0)
+    assert "embedding_table" in dict(op.named_buffers())
 
 
 # --- planted faults: the comparison above must fail when the lowering is wrong -------------------------------------

@@ -88,8 +88,21 @@ def test_known_peft_defect_oft_conv2d_forward():
     grouped = _peft_oft(nn.Conv2d(4, 6, 3, padding=1, groups=2), oft_block_size=2, init_weights=False)
     with pytest.raises(RuntimeError, match="is invalid for input of size"):
         grouped.target.merge()
-    rows = compare_live_layer(grouped.target, x, model=grouped)
-    assert all("cannot merge it" in r["known_peft_defect"] for r in rows if not r["ok"])
+    # gradguard's grouped OFT is the rotation PEFT's merge means: W_dense (each output row on its group's channels)
+    # times the rotation PEFT builds, oft_mat, as in OFT's Conv2d.merge (W oft_matᵀ); built here by explicit loops
+    from gradguard import layers
+
+    base = grouped.target.get_base_layer()
+    dense = torch.zeros(6, 4, 3, 3, dtype=torch.float64)
+    for o in range(6):
+        dense[o, (o // 3) * 2:(o // 3) * 2 + 2] = base.weight[o].detach()
+    oft_mat = grouped.target.get_delta_weight("default").detach()
+    merged = (dense.reshape(6, -1) @ oft_mat.t()).reshape(6, 4, 3, 3)
+    want = torch.nn.functional.conv2d(x, merged, base.bias.detach(), padding=1)
+    name, hp, tensors = gg.from_peft(grouped.target)
+    geom = layers.geometry(base, "oft")
+    got = layers.run_backend("oft", "eigen", "float64", geom, x, tensors, torch.zeros_like(want), hp)["y"]
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
 
 
 def test_known_peft_defect_oft_unmerge_float32():
@@ -372,8 +385,15 @@ def test_known_peft_defect_dora_grouped_conv_norm():
     peft_norm = dora.get_weight_norm(base.weight, lora_weight.detach(), s).flatten()
     err = (peft_norm - true_norm).abs().max().item()
     assert err > 1e-2, f"PEFT's grouped DoRA uses the effective weight's norm now ({err:.1e}): retire its entry"
-    # gradguard divides by the true norm: every value differs from PEFT's, and each row says why
+    # gradguard's DoRA is the one with the true norm: y = m / ||V|| ⊙ conv(x, V) + b, V the effective weight
+    from gradguard import layers
+
     x = torch.randn(1, cin, 5, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
-    rows = compare_live_layer(layer, x, model=model)
-    assert all(r["ok"] or "scrambled update" in r["known_peft_defect"] for r in rows)
-    assert not {r["tensor"]: r for r in rows}["y"]["ok"]
+    m = dora.weight.detach().flatten()
+    want = (m / true_norm).view(1, -1, 1, 1) * torch.nn.functional.conv2d(x, effective, padding=1) \
+        + base.bias.detach().view(1, -1, 1, 1)
+    name, hp, tensors = gg.from_peft(layer)
+    got = layers.run_backend(name, "eigen", "float64", layers.geometry(base, name), x, tensors, torch.zeros_like(want),
+                             hp)["y"]
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    assert not {r["tensor"]: r for r in compare_live_layer(layer, x, model=model)}["y"]["ok"]  # PEFT's differs

@@ -73,15 +73,21 @@ const AdapterInfo& loha_info() {
     a.tensors.push_back(loha_core("hada_t1", m2_zero + "dL/dt1 = w1a dM1 w1bᵀ per kernel position = 0"));
     a.tensors.push_back(loha_core("hada_t2", "hada_w2_b is zero at init, so dL/dt2 = w2a dM2 w2bᵀ = 0"));
     // The torch backend's rank-r² path: forming U (d_out, r²) and V (r², d_in), then two thin GEMMs of width r².
+    // The Tucker form is dense: one GEMM with W + ΔW, plus each side's rebuild (≈ 2·r·d_out·d_in) forming ΔW.
     a.forward_cost = [](int64_t n, const Dims& d, const HyperParams& hp) {
-      const double r2 = std::pow(static_cast<double>(lowrank::rank(hp)), 2);
+      const double r = static_cast<double>(lowrank::rank(hp)), r2 = r * r;
+      if (loha::tucker_form(hp)) return Cost{2.0 * n * d.d_in * d.d_out + 4.0 * r * d.d_in * d.d_out,
+                                             4.0 * (n * (d.d_in + d.d_out) + 3.0 * d.d_in * d.d_out)};
       Cost c = lowrank::forward_cost(n, d, r2);
       c.flops += r2 * (d.d_in + d.d_out);
       return c;
     };
-    // dU, dV, dX's adapter term (width r²) and the reductions of dU, dV back to the four factors.
+    // dU, dV, dX's adapter term (width r²) and the reductions of dU, dV back to the four factors; the Tucker form:
+    // G = dYᵀX and dX (two base-sized GEMMs) and each side's three backward contractions.
     a.backward_cost = [](int64_t n, const Dims& d, const HyperParams& hp) {
-      const double r2 = std::pow(static_cast<double>(lowrank::rank(hp)), 2);
+      const double r = static_cast<double>(lowrank::rank(hp)), r2 = r * r;
+      if (loha::tucker_form(hp)) return Cost{4.0 * n * d.d_in * d.d_out + 12.0 * r * d.d_in * d.d_out,
+                                             4.0 * (2.0 * n * (d.d_in + d.d_out) + 4.0 * d.d_in * d.d_out)};
       Cost c = lowrank::backward_cost(n, d, r2);
       c.flops += 5.0 * r2 * (d.d_in + d.d_out);
       return c;

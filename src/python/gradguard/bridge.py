@@ -143,8 +143,7 @@ def _tucker_form(layer: nn.Module, adapter: str) -> bool:
 
 
 def _conv_kernel(layer: nn.Module, adapter: str) -> int:
-    """The kernel volume of the layer's base (1 unless a convolution): d_in of the lowered Linear / the channels of
-    one group."""
+    """The kernel volume of the layer's base (1 unless a convolution)."""
     return math.prod(layer_geometry(layer).kernel)
 
 
@@ -768,8 +767,15 @@ def load_into_peft(layer: nn.Module, tensors: dict[str, torch.Tensor], adapter: 
         for spec in info(name)["tensors"]:
             if spec["name"] not in tensors:
                 continue
+            if spec["name"] == "bias" and getattr(base, "bias", None) is None:
+                if bool(tensors["bias"].any()):  # from_peft reads an absent bias as zeros: only zeros map back
+                    raise _C.InputError("argument 'tensors': expected a zero 'bias' for a base layer without one, got "
+                                        "non-zero values")
+                continue
             if spec["name"] == "weight":
-                base.weight.copy_(weight_from_linear(tensors["weight"], base, geom))
+                w = weight_from_linear(tensors["weight"], base, geom)
+                if w is not base.weight:  # an Embedding looked up by rows keeps its own table
+                    base.weight.copy_(w)
                 continue
             t = _peft_tensor(layer, _peft_key(spec, geom, adapter))
             if t is None:

@@ -111,9 +111,11 @@ def fast_path(model: nn.Module, *, backend: str | None = None, convolutions: boo
     """Swap the forward of every PEFT tuner layer whose adapter gradguard implements for gradguard's op (in place);
     returns what was swapped, what was left on PEFT's forward and why, and ``undo()``.
 
-    ``convolutions``: also swap Conv1d/2d/3d layers with a kernel larger than 1. The op runs them on unfolded patches
-    (im2col), which the backward keeps: kernel-volume times the input's activation memory where PEFT's layer keeps
-    the input itself, and an im2col GEMM in place of cuDNN's convolution. Off by default; every parameter still
+    ``convolutions``: also swap Conv1d/2d/3d layers with a kernel larger than 1 or groups > 1. The op runs them on
+    unfolded patches (im2col), which the backward keeps: kernel-volume times the input's activation memory where
+    PEFT's layer keeps the input itself, and an im2col GEMM in place of cuDNN's convolution; a grouped one does
+    groups times the work (stacked group rows, or block-diagonal expanded weights). Embedding layers always stay on
+    PEFT's lookup. Off by default; every parameter still
     trains on PEFT's forward, which gg.check verifies."""
     from .flow import _is_tuner_layer
 
@@ -131,16 +133,19 @@ def fast_path(model: nn.Module, *, backend: str | None = None, convolutions: boo
         try:
             name = _identify(layer, adapter)
             geom = geometry(layer.get_base_layer(), name)
-            if geom.kind == "Embedding" and geom.lookup == "one-hot":
-                # a lookup would become a product with one-hot rows of vocabulary width: correct, but N x vocab
-                # memory and work where PEFT's lookup gathers rows (an adapter on the looked-up rows, OFT's, is cheap)
-                report.skipped.append((mname, "Embedding base: lookups are not fused (the lowering to one-hot rows "
-                                              "costs N x vocabulary)"))
+            if geom.kind == "Embedding":
+                # a lookup would become a product with one-hot rows of vocabulary width (N x vocab memory and work
+                # where PEFT's lookup gathers rows), or, for OFT's rotated rows, a product with a d x d identity base
+                # weight (2·N·d² extra work where PEFT only rotates)
+                report.skipped.append((mname, "Embedding base: lookups are not fused (the lowering costs " + (
+                    "N x vocabulary one-hot rows)" if geom.lookup == "one-hot" else
+                    "a d x d identity base weight per call)")))
                 continue
-            if is_convolution(geom) and math.prod(geom.kernel) > 1 and not convolutions:
-                report.skipped.append((mname, f"{geom.kind} with a {'x'.join(map(str, geom.kernel))} kernel: lowered to "
-                                              f"patches its activations cost kernel-volume times PEFT's (pass "
-                                              f"convolutions=True to swap it anyway)"))
+            if is_convolution(geom) and (math.prod(geom.kernel) > 1 or geom.groups > 1) and not convolutions:
+                why = (f"a {'x'.join(map(str, geom.kernel))} kernel: lowered to patches its activations cost "
+                       f"kernel-volume times PEFT's" if math.prod(geom.kernel) > 1 else
+                       f"groups={geom.groups}: the lowering does groups times the convolution's work")
+                report.skipped.append((mname, f"{geom.kind} with {why} (pass convolutions=True to swap it anyway)"))
                 continue
             check_supported(name, geom)
             hp = _C.resolve_hyper(name, geom.d_in, geom.d_out, _hyper_from_layer(name, layer, adapter))

@@ -5,8 +5,10 @@ Each is a Linear layer in disguise, reached by a fixed linear map of the input t
   Conv1d/2d/3d   the input is unfolded into patches (im2col): row = one output position, columns = in_channels x
                  kernel positions in the order of ``weight.reshape(out_channels, -1)``, so the convolution is
                  ``patches @ W.reshape(out, -1)ᵀ + b`` and d_in = in_channels · kernel volume. A grouped convolution
-                 (groups g) stacks each group's patches as rows of their own (d_in = in_channels/g · kernel volume,
-                 g rows per position) and keeps, for each output channel, the row of its own group;
+                 (groups g) either stacks each group's patches as rows of their own (d_in = in_channels/g · kernel
+                 volume, g rows per position) and keeps, for each output channel, the row of its own group, or, for
+                 adapters that act on every channel (GROUP_EXPANDED), expands the grouped tensors block-diagonally;
+                 either way g times the base convolution's work (fast_path swaps them only when asked);
   Embedding      the ids become one-hot rows over the vocabulary, W_linear = weightᵀ (d_in = num_embeddings); or,
                  for an adapter that acts on the looked-up rows (PEFT's OFT rotates them), the rows themselves
                  with an identity base weight (d_in = d_out = embedding_dim);
@@ -190,9 +192,13 @@ def weight_as_linear(base: nn.Module, geom: Geometry) -> torch.Tensor:
 
 def weight_from_linear(w: torch.Tensor, base: nn.Module, geom: Geometry) -> torch.Tensor:
     """The inverse of weight_as_linear: a (d_out, d_in) matrix in the base layer's own weight layout. For an
-    Embedding looked up by rows the lowered layer computes table[ids] wᵀ, i.e. a table of base.weight wᵀ."""
+    Embedding looked up by rows the lowered weight is the identity by construction (the table is the base's own and
+    is not a registry tensor): only the identity maps back, to the table unchanged."""
     if geom.lookup == "rows":
-        return base.weight @ w.t()
+        if not torch.equal(w, torch.eye(geom.d_in, dtype=w.dtype, device=w.device)):
+            raise _C.InputError(f"argument 'tensors': expected the identity as 'weight' for {geom.kind} looked up by "
+                                f"rows (the table is the base layer's own), got a {list(w.shape)} matrix that is not")
+        return base.weight
     if geom.kind in ("Conv1D", "Embedding"):
         return w.t()
     if geom.grouping == "expanded":

@@ -2,6 +2,8 @@
 backward by the adapter's analytic formulas (src/adapters/<name>/torch.cpp)."""
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -30,8 +32,10 @@ class AdapterLinear(nn.Module):
     with other modules stays shared. The base weight, bias and other frozen tensors are buffers (copies).
 
     ``geometry`` (gradguard.layers): another base layer type lowered to this Linear — a convolution (the input is
-    unfolded into patches, the output folded back to channels-second), an Embedding (ids as one-hot rows) or GPT-2's
-    Conv1D; ``tensors["weight"]`` is then the lowered (d_out, d_in) weight. None: a plain Linear."""
+    unfolded into patches, the output folded back to channels-second), an Embedding (ids as one-hot rows, or OFT's
+    looked-up rows: the module keeps a copy of the table) or GPT-2's Conv1D; ``tensors["weight"]`` is then the lowered
+    (d_out, d_in) weight, and a trainable tensor PEFT keeps grouped on a grouped convolution (LoRA's lora_B) is
+    trained in that grouped layout. None: a plain Linear."""
 
     def __init__(self, name: str, tensors: dict[str, torch.Tensor], hp: dict, geometry=None):
         super().__init__()
@@ -42,6 +46,10 @@ class AdapterLinear(nn.Module):
             from .layers import check_supported
 
             check_supported(name, geometry)
+            if tuple(weight.shape) != (geometry.d_out, geometry.d_in):
+                raise _C.InputError(f"argument 'tensors': expected 'weight' as the lowered ({geometry.d_out}, "
+                                    f"{geometry.d_in}) matrix of this {geometry.kind} (layers.weight_as_linear), got "
+                                    f"{list(weight.shape)}")
         self.hp = _C.resolve_hyper(name, weight.shape[1], weight.shape[0], hp)
         self._shapes = {k: tuple(v) for k, v in _C.tensor_shapes(name, weight.shape[1], weight.shape[0], self.hp).items()}
         roles = {t["name"]: t["role"] for t in info(name)["tensors"]}
@@ -62,9 +70,15 @@ class AdapterLinear(nn.Module):
                     from .layers import take_groups
 
                     t = take_groups(t, geometry.groups)
+                if key in self._grouped and t.numel() != math.prod(self._shapes[key]):
+                    raise _C.InputError(f"argument 'tensors': expected '{key}' in PEFT's grouped layout "
+                                        f"{list(self._shapes[key])} (a Parameter is trained as given), got "
+                                        f"{list(t.shape)}")
                 self.params[key] = t if isinstance(t, nn.Parameter) else nn.Parameter(t.detach().clone())
             else:
                 self.register_buffer(key, t.detach().clone())
+        if geometry is not None and geometry.lookup == "rows":  # the looked-up table is a frozen input like W
+            self.register_buffer("embedding_table", geometry.table.detach().clone())
 
     @classmethod
     def from_peft(cls, layer: nn.Module, adapter: str | None = None) -> "AdapterLinear":
@@ -98,5 +112,11 @@ class AdapterLinear(nn.Module):
         pad = padding_column(self.adapter, self.geometry)
         if pad and pad[0] in tensors:
             tensors[pad[0]] = without_padding_gradient(tensors[pad[0]], pad[1])
-        rows, out_shape = lower(self.geometry, x, tensors["weight"].dtype)
-        return lift(self.geometry, _C.adapter_apply(self.adapter, rows, tensors, self.hp), out_shape)
+        geometry = self.geometry
+        if geometry.lookup == "rows":  # this module's own copy of the table (moved with it by .to())
+            import dataclasses
+
+            tensors.pop("embedding_table")
+            geometry = dataclasses.replace(geometry, table=self.embedding_table)
+        rows, out_shape = lower(geometry, x, tensors["weight"].dtype)
+        return lift(geometry, _C.adapter_apply(self.adapter, rows, tensors, self.hp), out_shape)

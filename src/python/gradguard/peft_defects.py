@@ -41,6 +41,14 @@ class LayerDefect:
     reason: str                                 # with the regression test
 
 
+def _dilated(layer) -> bool:
+    return any(d != 1 for d in layer.get_base_layer().dilation)
+
+
+def _grouped(layer) -> bool:
+    return layer.get_base_layer().groups > 1
+
+
 def _not_plain_square(layer, adapter: str) -> bool:
     """BOFT's and HRA's Conv2d forwards pass stride[0] and padding[0] and no dilation to F.conv2d."""
     base = layer.get_base_layer()
@@ -60,7 +68,7 @@ _LAYER_DEFECTS = [
                 "its forward and merge raise RuntimeError in torch.kron, whose internal view rejects the einsum-built "
                 "w2 (b, d, k, 1) with size-1 axes whose strides w2.contiguous() keeps; "
                 "tests/python/test_peft_defects.py::test_known_peft_defect_lokr_conv1d_tucker_rank1"),
-    LayerDefect("oft", "Conv2d", lambda layer, adapter: layer.get_base_layer().groups > 1, False,
+    LayerDefect("oft", "Conv2d", lambda layer, adapter: _grouped(layer), False,
                 "confirmed PEFT defect: OFT accepts a grouped Conv2d but cannot merge it (it reshapes the grouped "
                 "weight (out, in/groups·k·k) to (out, in·k·k) and raises), and its unmerged forward is the stride-1 "
                 "patch fold below, so no PEFT value is a reference; gradguard rotates the expanded weight's rows; "
@@ -75,18 +83,21 @@ _LAYER_DEFECTS = [
                   f"stride[0] and padding[0] and without its dilation (its merge is right); tests/python/"
                   f"test_peft_defects.py::test_known_peft_defect_rotation_conv2d_geometry")
       for name in ("boft", "hra")),
-    *(LayerDefect("dora", kind, lambda layer, adapter: layer.get_base_layer().groups > 1, False,
+    *(LayerDefect("dora", kind, lambda layer, adapter: _grouped(layer), False,
                   "confirmed PEFT defect: DoRA on a grouped convolution divides by the norm of a scrambled update: "
                   "get_lora_weight views the grouped lora_B (out, r/groups) as (-1, r) before the product with lora_A "
                   "and reshapes the result to the grouped weight's shape, so the weight norm is not that of the "
                   "layer's effective weight (W + s·B A per output channel; PEFT cannot merge it to compare); "
                   "tests/python/test_peft_defects.py::test_known_peft_defect_dora_grouped_conv_norm")
       for kind in ("Conv1d", "Conv2d", "Conv3d")),
-    *(LayerDefect(name, kind, lambda layer, adapter: any(d != 1 for d in layer.get_base_layer().dilation), True,
+    *(LayerDefect(name, kind, lambda layer, adapter, grouped=grouped: _dilated(layer) and _grouped(layer) == grouped,
+                  not grouped,
                   "confirmed PEFT defect: LoRA's lora_A convolution is built without the base's dilation (an undilated "
-                  "kernel; a shape error when the output lengths differ, wrong numbers when they agree; the merge is "
-                  "right); tests/python/test_peft_defects.py::test_known_peft_defect_lora_conv_dilation")
-      for name in ("lora", "dora") for kind in ("Conv1d", "Conv2d", "Conv3d")),
+                  "kernel; a shape error when the output lengths differ, wrong numbers when they agree; "
+                  + ("PEFT cannot merge a grouped convolution, so no PEFT value is a reference" if grouped else
+                     "the merge is right")
+                  + "); tests/python/test_peft_defects.py::test_known_peft_defect_lora_conv_dilation")
+      for name in ("lora", "dora") for kind in ("Conv1d", "Conv2d", "Conv3d") for grouped in (False, True)),
 ]
 
 
