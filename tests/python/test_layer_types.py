@@ -452,3 +452,17 @@ def test_fast_path_on_a_gpt2_model(use_dora):
     torch.testing.assert_close(model(ids).logits, want, rtol=1e-10, atol=1e-12)
     flow = gg.check(model, ids, loss_fn=lambda out: out.logits.pow(2).mean())
     assert flow.ok, str(flow)
+
+
+def test_grouped_dilated_lora_has_no_merged_reference():
+    """PEFT's LoRA ignores dilation (its merge is the reference) but cannot merge a grouped convolution: on both at
+    once the comparison runs without a merged copy and says why PEFT's values differ."""
+    from peft import LoraConfig
+
+    model = inject(LoraConfig(r=2, init_lora_weights=False, target_modules=["target"]),
+                   Host(nn.Conv2d(4, 6, 3, stride=3, dilation=2, groups=2))).double()
+    x = torch.randn(1, 4, 11, 11, dtype=torch.float64)
+    rows = compare_live_layer(model.target, x, model=model)
+    assert {r["reference"] for r in rows} == {"peft"}
+    assert not all(r["ok"] for r in rows)
+    assert all(r["ok"] or "cannot merge a grouped convolution" in r["known_peft_defect"] for r in rows)

@@ -397,3 +397,48 @@ def test_known_peft_defect_dora_grouped_conv_norm():
                              hp)["y"]
     torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
     assert not {r["tensor"]: r for r in compare_live_layer(layer, x, model=model)}["y"]["ok"]  # PEFT's differs
+
+
+def test_known_peft_defect_lora_mha_out_proj_twice():
+    # LoRA on nn.MultiheadAttention merges its adapters for every unmerged forward: merge() sets out_proj's weight to
+    # W + ΔW and then calls out_proj.merge(), which adds ΔW again in place. The forward thus uses W + 2ΔW on out_proj
+    # (the merged layer W + ΔW), and autograd sees one copy: out_proj's lora_A/lora_B get half the derivative of the
+    # forward PEFT computes (central differences agree at steps 1e-3 and 1e-5).
+    import torch.nn.functional as F
+    from peft import LoraConfig, inject_adapter_in_model
+
+    from gradguard.audit_peft import _Host
+
+    torch.manual_seed(0)
+    model = inject_adapter_in_model(LoraConfig(r=2, init_lora_weights=False, target_modules=["target"]),
+                                    _Host(nn.MultiheadAttention(6, 2, batch_first=True))).double()
+    x = torch.randn(2, 3, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    layer = model.target
+    base, out = layer.get_base_layer(), layer.get_base_layer().out_proj
+
+    def attention(out_copies: int) -> torch.Tensor:  # by hand: in_proj W + ΔW, out_proj W + copies·ΔW
+        w_in = base.in_proj_weight + layer.scaling["default"] * (
+            layer.lora_B["default"].weight @ layer.lora_A["default"].weight)
+        w_out = out.base_layer.weight + out_copies * out.scaling["default"] * (
+            out.lora_B["default"].weight @ out.lora_A["default"].weight)
+        q = x.transpose(0, 1)
+        y, _ = F.multi_head_attention_forward(q, q, q, 6, 2, w_in, base.in_proj_bias, None, None, False, 0.0, w_out,
+                                              out.base_layer.bias, training=False, need_weights=False)
+        return y.transpose(0, 1)
+
+    with torch.no_grad():
+        y = model(x)
+        twice, once = (y - attention(2)).abs().max().item(), (y - attention(1)).abs().max().item()
+    assert once > 1e-2, f"PEFT's MHA LoRA adds out_proj's update once now ({once:.1e}): retire the audit's entry"
+    assert twice < 1e-12
+    # the gradient of out_proj's lora_A is half the derivative of that forward
+    a = out.lora_A["default"].weight
+    direction = torch.randn(a.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    analytic = (torch.autograd.grad(model(x).pow(2).sum(), a)[0] * direction).sum().item()
+    with torch.no_grad():
+        a.add_(1e-5 * direction)
+        up = model(x).pow(2).sum().item()
+        a.sub_(2e-5 * direction)
+        down = model(x).pow(2).sum().item()
+        a.add_(1e-5 * direction)
+    assert abs((up - down) / 2e-5 / analytic - 2.0) < 1e-6

@@ -62,6 +62,10 @@ LAYERS = {
     "Embedding": (lambda: nn.Embedding(11, 6), lambda g: torch.randint(0, 11, (2, 3), generator=g),
                   "nn.Embedding(11, 6)"),
     "Conv1D": (_conv1d_gpt2, lambda g: torch.randn(2, 6, generator=g), "transformers.pytorch_utils.Conv1D(5, 6)"),
+    # LoRA wraps attention itself (in_proj and out_proj); the host runs it as self-attention
+    # (small: each call merges and unmerges both projections, and torch's attention has a high fixed cost per call)
+    "MultiheadAttention": (lambda: nn.MultiheadAttention(4, 2, batch_first=True),
+                           lambda g: torch.randn(1, 2, 4, generator=g), "nn.MultiheadAttention(4, 2, batch_first=True)"),
 }
 
 # Tuners that cannot apply to a shared layer at all get their own (same input): RoAd pairs output rows, so its d_out
@@ -123,6 +127,13 @@ _FLOAT32_TUNERS = ("C3A", "FOURIERFT", "DEFT")  # layers that compute in float32
 
 # Findings PEFT documents as deliberate, with the reason: still reported (the gradient is not the true one), marked.
 KNOWN = [
+    (lambda tuner, layer, variant, tensor, check: tuner == "LORA" and layer == "MultiheadAttention" and (
+        "out_proj" in tensor or tensor == "merged == unmerged"),
+     "confirmed PEFT defect: LoRA on nn.MultiheadAttention adds out_proj's update twice in its unmerged forward "
+     "(merge() sets out_proj's weight to W + ΔW, then out_proj.merge() adds ΔW again in place), so the forward uses "
+     "W + 2ΔW where the merged layer uses W + ΔW, and the gradient reaching out_proj's lora_A/lora_B is that of one "
+     "copy, half the derivative of the forward; regression test "
+     "tests/python/test_peft_defects.py::test_known_peft_defect_lora_mha_out_proj_twice"),
     (lambda tuner, layer, variant, tensor, check: tuner == "IA3" and tensor == "unmerge restores W",
      "documented: PEFT warns that (IA)^3's unmerge can be inaccurate (it divides by l + 1e-8)"),
     (lambda tuner, layer, variant, tensor, check: tuner == "OSF" and tensor == "unmerge restores W",
@@ -244,6 +255,9 @@ class _Host(nn.Module):
         self.target = layer
 
     def forward(self, x):
+        base = self.target.get_base_layer() if hasattr(self.target, "get_base_layer") else self.target
+        if isinstance(base, nn.MultiheadAttention):  # self-attention: query = key = value, the output without weights
+            return self.target(x, x, x, need_weights=False)[0]
         return self.target(x)
 
 
