@@ -212,7 +212,7 @@ def _out_size(n: int, k: int, s: int, p: int, d: int) -> int:
 
 def _group_of_output(geom: Geometry, device) -> torch.Tensor:
     """For each output channel, the group whose stacked row computes it: shape (1, 1, d_out)."""
-    return (torch.arange(geom.d_out, device=device) // (geom.d_out // geom.groups)).view(1, 1, -1)
+    return _row_groups(geom.d_out, geom.groups, device).view(1, 1, -1)
 
 
 def _patches(geom: Geometry, xb: torch.Tensor) -> torch.Tensor:
