@@ -1,11 +1,14 @@
-// CPU benchmarks over the registry (Google Benchmark): every adapter's torch and eigen backends, forward and
-// forward+backward, next to the base matmul at the same shape. The figures that matter are ratios to the base
-// (bench/bench_peft.py adds PEFT's layers in one Python process); absolute times on a shared machine are noise.
+// CPU benchmarks over the registry (Google Benchmark): every adapter's torch backend at every preset and its Eigen
+// float32 reference at the small one (the reference is written to be obviously right, not fast: plain loops where
+// they are clearest, dense ΔW where that is the definition), forward and forward+backward, next to the base matmul
+// at the same shape. The figures that matter are ratios to the base (bench/bench_peft.py adds PEFT's layers in one
+// Python process); absolute times on a shared machine are noise. JSON: --benchmark_format=json.
 #include <benchmark/benchmark.h>
 
 #include <ATen/ATen.h>
 
 #include "checkers/adapter_harness.hpp"
+#include "core/cases.hpp"
 #include "core/torch_backend.hpp"
 
 namespace gg {
@@ -57,6 +60,22 @@ void BM_torch(benchmark::State& state, const AdapterInfo* info, Preset p, bool b
   report(state, info, p, backward);
 }
 
+void BM_eigen(benchmark::State& state, const AdapterInfo* info, Preset p, bool backward) {
+  const Dims dims{p.d, p.d};
+  try {
+    const AdapterCase<float> c = cast_case<float>(make_case(*info, dims, rank_hyper(*info, dims, p.r), p.n, 0));
+    const Mat<float> dy = Mat<float>::Random(p.n, p.d);
+    for (auto _ : state) {
+      const Mat<float> y = info->eigen32.forward(c.x, c.tensors, c.hp);
+      benchmark::DoNotOptimize(y.data());
+      if (backward) benchmark::DoNotOptimize(info->eigen32.backward(c.x, c.tensors, c.hp, dy).dx.data());
+    }
+    report(state, info, p, backward);
+  } catch (const std::exception& e) {  // a shape the adapter refuses is reported in the output, not a crash
+    state.SkipWithError(e.what());
+  }
+}
+
 void register_all() {
   for (const auto& p : kPresets) {
     for (bool bwd : {false, true}) {
@@ -65,6 +84,10 @@ void register_all() {
           ->Unit(benchmark::kMillisecond)->MinWarmUpTime(0.05)->Repetitions(9)->ReportAggregatesOnly(true);
       for (const auto* info : registry())
         benchmark::RegisterBenchmark((info->name + "/torch/" + p.label + "/" + mode).c_str(), BM_torch, info, p, bwd)
+            ->Unit(benchmark::kMillisecond)->MinWarmUpTime(0.05)->Repetitions(9)->ReportAggregatesOnly(true);
+      if (&p != &kPresets[0]) continue;
+      for (const auto* info : registry())
+        benchmark::RegisterBenchmark((info->name + "/eigen/" + p.label + "/" + mode).c_str(), BM_eigen, info, p, bwd)
             ->Unit(benchmark::kMillisecond)->MinWarmUpTime(0.05)->Repetitions(9)->ReportAggregatesOnly(true);
     }
   }

@@ -32,11 +32,24 @@ Presets (--presets, comma-separated):
   small   N=512,  d=1024, r=16
   large   N=2048, d=4096, r=16   (a 7B-model projection, 2048 tokens per step; 12-27 s per repetition on 2 cores)
   target  N=512,  d=4096, r=8    (the issue's target shape for weight_lora)
+  70b     N=256,  d=8192, r=16   (a 70B model's projection, N reduced to fit; not in the default set)
   tiny    N=16,   d=32,   r=4    (not in the default set; for smoke tests)
 
+Dtypes (--dtypes): the base layer, PEFT's layer and gradguard's op run in that dtype; a dtype an adapter's torch
+backend does not declare (registry `backends`) is reported as unsupported with the reason, never dropped.
+
+Peak memory: one extra, untimed training step per implementation under the torch profiler (profile_memory): the
+peak of bytes allocated and not yet freed during the step, over what was live before it (outputs, saved
+activations, gradients, temporaries of every kernel).
+
+Roofline: the same run measures the machine's attainable peak (a large GEMM in the dtype, best of 5) and memory
+bandwidth (a large tensor copy, best of 5); an implementation's roofline fraction is its achieved FLOP/s over
+min(peak FLOP/s, arithmetic intensity x bandwidth), with the nominal flops/bytes of the registry's cost functions.
+
 Usage:
-  python bench/bench_peft.py [--presets small,large,target] [--reps 9] [--warmup 2] [--adapters lora,dora]
-                             [--json reports/latest/bench-cpu.json]
+  python bench/bench_peft.py [--presets small,large,target] [--dtypes float32] [--reps 9] [--warmup 2]
+                             [--adapters lora,dora] [--json reports/latest/bench-cpu.json] [--quiet]
+  gradguard bench ...        (the same, from the installed package)
 Exit status: 0 after a run (target verdicts are reported, not enforced), 2 for a usage error.
 """
 from __future__ import annotations
@@ -52,8 +65,12 @@ import platform
 import statistics
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Callable
+
+# kineto (under the torch profiler used for peak memory) prints an error when it probes for a GPU that is not there
+os.environ.setdefault("KINETO_LOG_LEVEL", "5")
 
 import torch
 import torch.nn.functional as F
@@ -65,12 +82,34 @@ from gradguard.bridge import from_peft, make_peft_layer
 from gradguard.atomic import write_json
 from gradguard.ops import AdapterLinear
 from gradguard.peft_defects import known_peft_defect
+from gradguard.progress import Progress
 from gradguard.registry import info, rank_hp
 
 THREADS = 2
 GRADCHECK_SHAPE = {"d_in": 8, "d_out": 8, "r": 2}
 GRADCHECK_BACKENDS = ("eigen", "torch")
-VALIDATE_RTOL = 1e-3  # max |impl - peft| / max |peft| per tensor, float32
+# max |impl - peft| / max |peft| per tensor: a check that both run the same computation (the numerics policy is
+# gradguard compare's), with room for float32 summation order at d = 8192; at float64 PEFT's C3A and FourierFT still
+# compute in float32 (gg.compare: relative error ~1e-5 against the float64 reference), hence 1e-4 there
+VALIDATE_RTOL = {"float32": 1e-3, "float64": 1e-4}
+DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# Test-only knob: "lora=2,dora=3" makes gradguard's implementation of those adapters run each timed step that many
+# times, a true k-fold slowdown, so that tests can show the regression gate catching one (tests/python/test_gate.py).
+SLOWDOWN_ENV = "GG_BENCH_TEST_SLOWDOWN"
+
+
+def test_slowdowns() -> dict[str, int]:
+    spec = os.environ.get(SLOWDOWN_ENV, "").strip()
+    out = {}
+    for item in filter(None, (t.strip() for t in spec.split(","))):
+        name, sep, factor = item.partition("=")
+        if not sep or not factor.strip().isdigit() or int(factor) < 1:
+            raise ValueError(f"environment {SLOWDOWN_ENV}: expected ADAPTER=INTEGER>=1[,...], got '{item}'")
+        if name.strip() not in gg.adapters():
+            raise ValueError(f"environment {SLOWDOWN_ENV}: expected adapter names from {gg.adapters()}, "
+                             f"got '{name.strip()}'")
+        out[name.strip()] = int(factor)
+    return out
 
 
 @dataclass(frozen=True)
@@ -90,6 +129,9 @@ PRESETS: dict[str, Preset] = {
     # the machine (load average 5-6), so no cap.
     "large": Preset("large", 2048, 4096, 16),
     "target": Preset("target", 512, 4096, 8),
+    # a 70B model's projection (d = 8192) with N reduced so that 23 adapters' layers fit in memory and a repetition
+    # stays near a minute on 2 cores
+    "70b": Preset("70b", 256, 8192, 16),
     "tiny": Preset("tiny", 16, 32, 4),
 }
 DEFAULT_PRESETS = ("small", "large", "target")
@@ -136,6 +178,7 @@ class Impl:
     module: nn.Module
     grads: Callable[[], dict[str, torch.Tensor | None]]  # registry tensor name -> grad, after a backward
     hp: dict | None = None      # resolved hyper-parameters (None for the base)
+    repeat: int = 1             # times each timed step runs (> 1 only under the test-only slowdown knob)
 
 
 def _trainable(module: nn.Module) -> list[nn.Parameter]:
@@ -173,14 +216,27 @@ def bench_hp(name: str, r: int, d: int) -> dict:
     return {k: typed[k] for k in hp}
 
 
-def build_impls(preset: Preset, adapters: list[str], seed: int = 0) -> tuple[list[Impl], torch.Tensor, torch.Tensor]:
+def unsupported_reason(name: str, dtype: str) -> str | None:
+    """Why gradguard's torch backend of ``name`` cannot run in ``dtype`` (None when it can)."""
+    torch_entry = next((b for b in info(name)["backends"] if b["backend"] == "torch"), None)
+    if torch_entry is None:
+        return "no torch backend"
+    if dtype not in torch_entry["dtypes"]:
+        return f"the torch backend runs {', '.join(torch_entry['dtypes'])}, not {dtype}"
+    return None
+
+
+def build_impls(preset: Preset, adapters: list[str], seed: int = 0, dtype: str = "float32",
+                slowdowns: dict[str, int] | None = None) -> tuple[list[Impl], torch.Tensor, torch.Tensor]:
     torch.manual_seed(seed)
-    base = nn.Linear(preset.d, preset.d, bias=True)
+    tdtype = DTYPES[dtype]
+    base = nn.Linear(preset.d, preset.d, bias=True, dtype=tdtype)
     base.weight.requires_grad_(False)
     base.bias.requires_grad_(False)
-    x = torch.randn(preset.n, preset.d, requires_grad=True)
-    dy = torch.randn(preset.n, preset.d)
+    x = torch.randn(preset.n, preset.d, dtype=tdtype, requires_grad=True)
+    dy = torch.randn(preset.n, preset.d, dtype=tdtype)
     impls = [Impl("base", None, "base", base, lambda: {})]
+    slowdowns = slowdowns or {}
     for name in adapters:
         # each adapter wraps its own copy of the base: an adapter's init may rewrite it (KaSA truncates W's SVD)
         layer = make_peft_layer(name, copy.deepcopy(base), bench_hp(name, preset.r, preset.d))
@@ -196,7 +252,7 @@ def build_impls(preset: Preset, adapters: list[str], seed: int = 0) -> tuple[lis
                           lambda pp=pp: {k: p.grad for k, p in pp.items()}, hp))
         ggl = AdapterLinear.from_peft(layer)
         impls.append(Impl(f"{name}/gradguard", name, "gradguard", ggl,
-                          lambda m=ggl: {k: p.grad for k, p in m.params.items()}, hp))
+                          lambda m=ggl: {k: p.grad for k, p in m.params.items()}, hp, slowdowns.get(name, 1)))
         if name == "weight_lora":
             _, hp, tensors = from_peft(layer)
             fork = ForkDense(layer.base_layer, tensors["weight_lora_A"], tensors["weight_lora_B"], tensors["weight_lora_w"],
@@ -212,11 +268,14 @@ def step(impl: Impl, x: torch.Tensor, dy: torch.Tensor, keep: bool = False):
     for p in _trainable(impl.module):
         p.grad = None
     x.grad = None
+    repeat = 1 if keep else impl.repeat  # validation sees one step's gradients, not k accumulated
     t0 = time.perf_counter()
-    y = impl.module(x)
+    ys = [impl.module(x) for _ in range(repeat)]
     t1 = time.perf_counter()
-    y.backward(dy)
+    for y in ys:
+        y.backward(dy)
     t2 = time.perf_counter()
+    y = ys[0]
     if keep:
         return t1 - t0, t2 - t0, y.detach()
     return t1 - t0, t2 - t0
@@ -251,11 +310,12 @@ def validate(impls: list[Impl], x: torch.Tensor, dy: torch.Tensor) -> dict[str, 
         # block_size >= 3): reported, not held against the implementation
         known = {k: why for k in errs if impl.hp is not None and (why := known_peft_defect(
             impl.adapter, "dx" if k == "x" else ("y" if k == "y" else f"d {k}"), impl.hp))}
-        ok = all(e <= VALIDATE_RTOL for k, e in errs.items() if k not in known)
+        rtol = VALIDATE_RTOL[str(x.dtype).removeprefix("torch.")]
+        ok = all(e <= rtol for k, e in errs.items() if k not in known)
         errs = {k: (e if math.isfinite(e) else None) for k, e in errs.items()}  # None: missing or mis-shaped
         worst = max((e for e in errs.values() if e is not None), default=0.0)
         out[impl.key] = {"max_rel_err": worst if all(e is not None for e in errs.values()) else None,
-                         "per_tensor": errs, "ok": ok, "rtol": VALIDATE_RTOL,
+                         "per_tensor": errs, "ok": ok, "rtol": rtol,
                          **({"known_peft_defects": known} if known else {})}
     return out
 
@@ -281,9 +341,63 @@ def _paired(num: list[float], den: list[float]) -> dict:
     return {"median": _median(ratios), "q1": lo, "q3": hi}
 
 
-def bench_preset(preset: Preset, adapters: list[str], reps: int, warmup: int, log=print, note: str = "") -> dict:
-    impls, x, dy = build_impls(preset, adapters)
+def peak_step_bytes(impl: Impl, x: torch.Tensor, dy: torch.Tensor) -> int | None:
+    """Peak bytes allocated and not yet freed during one (untimed) training step, over what was live before it: every
+    CPU allocation and free in the step, in order, from the torch profiler. None where the profiler gives no memory
+    events (then nothing is claimed)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    for p in _trainable(impl.module):
+        p.grad = None
+    x.grad = None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "Profiler clears events at the end of each cycle": one cycle here
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            impl.module(x).backward(dy)
+    events = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),
+                    key=lambda e: e.start_ns())
+    if not events:
+        return None
+    live = peak = 0
+    for e in events:
+        live += e.nbytes()
+        peak = max(peak, live)
+    return int(peak)
+
+
+def measure_roofline(dtype: str, reps: int = 5) -> dict:
+    """The machine's attainable peak in this process: a large GEMM in ``dtype`` (FLOP/s) and a large tensor copy
+    (bytes/s, read + write), best of ``reps`` each."""
+    tdtype = DTYPES[dtype]
+    m = 2048
+    a, b = torch.randn(m, m, dtype=tdtype), torch.randn(m, m, dtype=tdtype)
+    src = torch.randn(64 * 1024 * 1024 // _itemsize(tdtype), dtype=tdtype)  # 64 MiB: far beyond the caches
+    dst = torch.empty_like(src)
+    best_mm = best_copy = math.inf
+    for _ in range(reps):
+        t = time.perf_counter()
+        torch.mm(a, b)
+        best_mm = min(best_mm, time.perf_counter() - t)
+        t = time.perf_counter()
+        dst.copy_(src)
+        best_copy = min(best_copy, time.perf_counter() - t)
+    return {"dtype": dtype, "peak_gflops": 2.0 * m ** 3 / best_mm / 1e9,
+            "peak_gbytes_per_s": 2.0 * src.numel() * src.element_size() / best_copy / 1e9,
+            "method": f"best of {reps}: torch.mm {m}x{m}x{m} in {dtype}; copy of a 64 MiB tensor (read + write)"}
+
+
+def _itemsize(dtype: torch.dtype) -> int:
+    return torch.empty((), dtype=dtype).element_size()
+
+
+def bench_preset(preset: Preset, adapters: list[str], reps: int, warmup: int, dtype: str = "float32",
+                 progress: Progress | None = None, note: str = "", slowdowns: dict[str, int] | None = None,
+                 roofline: dict | None = None, memory: bool = True) -> dict:
+    """One preset in one dtype: every adapter's PEFT layer and gradguard op next to the base, interleaved."""
+    supported = [a for a in adapters if unsupported_reason(a, dtype) is None]
+    impls, x, dy = build_impls(preset, supported, dtype=dtype, slowdowns=slowdowns)
     validation = validate(impls, x, dy)
+    peak = {impl.key: peak_step_bytes(impl, x, dy) for impl in impls} if memory else {}
     for _ in range(warmup):
         for impl in impls:
             step(impl, x, dy)
@@ -293,25 +407,32 @@ def bench_preset(preset: Preset, adapters: list[str], reps: int, warmup: int, lo
     gc.disable()
     try:
         for rep in range(reps):
-            t_rep = time.perf_counter()
+            if progress:
+                progress.step(f"{preset.name} {dtype}: repetition {rep + 1}/{reps} ({len(impls)} implementations)")
             for impl in impls:
                 f, fb = step(impl, x, dy)
                 samples[impl.key]["fwd"].append(f)
                 samples[impl.key]["fwd_bwd"].append(fb)
-            log(f"  {preset.name} rep {rep + 1}/{reps}: {time.perf_counter() - t_rep:.1f} s")
     finally:
         if gc_was:
             gc.enable()
 
     n, d, r = preset.n, preset.d, preset.r
+    # the registry's nominal costs count float32 bytes; other dtypes scale them by element size
+    byte_scale = _itemsize(DTYPES[dtype]) / 4.0
     base_cost = {"forward_flops": 2.0 * n * d * d, "backward_flops": 2.0 * n * d * d,
                  "forward_bytes": 4.0 * (n * d + d * d + d + n * d),
                  "backward_bytes": 4.0 * (n * d + d * d + n * d)}
-    result = {"preset": preset.name, "N": n, "d_in": d, "d_out": d, "r": r, "reps": reps, "warmup": warmup,
-              "note": note,
-              "base": _impl_stats(samples["base"], base_cost), "adapters": {}}
+    result = {"preset": preset.name, "N": n, "d_in": d, "d_out": d, "r": r, "dtype": dtype, "reps": reps,
+              "warmup": warmup, "note": note,
+              "base": _impl_stats(samples["base"], base_cost, byte_scale, roofline, peak.get("base")),
+              "adapters": {}}
     base_s = samples["base"]
     for name in adapters:
+        why = unsupported_reason(name, dtype)
+        if why is not None:
+            result["adapters"][name] = {"unsupported": why}
+            continue
         hp = _C.resolve_hyper(name, d, d, bench_hp(name, r, d))
         cost = dict(_C.cost(name, n, d, d, hp))
         entry = {"hp": hp, "cost": cost, "impls": {}, "ratios": {}, "overhead_over_base": {}, "validation": {}}
@@ -319,7 +440,7 @@ def bench_preset(preset: Preset, adapters: list[str], reps: int, warmup: int, lo
             if impl.adapter != name:
                 continue
             s = samples[impl.key]
-            entry["impls"][impl.kind] = _impl_stats(s, cost)
+            entry["impls"][impl.kind] = _impl_stats(s, cost, byte_scale, roofline, peak.get(impl.key))
             for phase in ("fwd", "fwd_bwd"):
                 rb = _paired(s[phase], base_s[phase])
                 entry["ratios"][f"{impl.kind}_to_base_{phase}"] = rb
@@ -337,16 +458,24 @@ def bench_preset(preset: Preset, adapters: list[str], reps: int, warmup: int, lo
     return result
 
 
-def _impl_stats(s: dict, cost: dict) -> dict:
+def _impl_stats(s: dict, cost: dict, byte_scale: float = 1.0, roofline: dict | None = None,
+                peak_bytes: int | None = None) -> dict:
     out = {}
     fl = {"fwd": cost["forward_flops"], "fwd_bwd": cost["forward_flops"] + cost["backward_flops"]}
-    by = {"fwd": cost["forward_bytes"], "fwd_bwd": cost["forward_bytes"] + cost["backward_bytes"]}
+    by = {"fwd": cost["forward_bytes"] * byte_scale,
+          "fwd_bwd": (cost["forward_bytes"] + cost["backward_bytes"]) * byte_scale}
     for phase in ("fwd", "fwd_bwd"):
         med = _median(s[phase])
         lo, hi = _quartiles(s[phase])
         out[phase] = {"median_ms": med * 1e3, "q1_ms": lo * 1e3, "q3_ms": hi * 1e3, "min_ms": min(s[phase]) * 1e3,
                       "gflops": fl[phase] / med / 1e9, "gbytes_per_s": by[phase] / med / 1e9,
                       "samples_ms": [v * 1e3 for v in s[phase]]}
+    if roofline:
+        out["roofline_fraction"] = {}
+        for phase in ("fwd", "fwd_bwd"):
+            attainable = min(roofline["peak_gflops"], fl[phase] / by[phase] * roofline["peak_gbytes_per_s"])
+            out["roofline_fraction"][phase] = out[phase]["gflops"] / attainable
+    out["peak_mem_bytes"] = peak_bytes
     return out
 
 
@@ -376,12 +505,13 @@ def evaluate_targets(results: list[dict], gradcheck: dict, adapters: list[str]) 
     for name in adapters:
         checks = []
         for res in results:
-            entry = res["adapters"].get(name)
-            if entry is None:
+            entry = res["adapters"].get(name) if "skipped" not in res else None
+            if entry is None or "unsupported" in entry:
                 continue
             for phase in ("fwd", "fwd_bwd"):
                 r = entry["ratios"][f"speedup_vs_peft_{phase}"]
-                checks.append({"preset": res["preset"], "phase": phase, "speedup": r["median"],
+                checks.append({"preset": res["preset"], "dtype": res.get("dtype", "float32"), "phase": phase,
+                               "speedup": r["median"],
                                "q1": r["q1"], "q3": r["q3"], "met": r["median"] >= 1.0,
                                "within_noise": r["median"] < 1.0 <= r["q3"]})
         worst = min(checks, key=lambda c: c["speedup"]) if checks else None
@@ -391,7 +521,8 @@ def evaluate_targets(results: list[dict], gradcheck: dict, adapters: list[str]) 
             "where": f"worst at {worst['preset']} {worst['phase']}" if worst else "not measured",
             "met": all(c["met"] for c in checks) if checks else None, "checks": checks})
     # 2-3. weight_lora at the target shape
-    tgt = next((r for r in results if (r["N"], r["d_in"], r["r"]) == (512, 4096, 8)), None)
+    tgt = next((r for r in results if (r["N"], r["d_in"], r["r"], r.get("dtype")) == (512, 4096, 8, "float32")
+                and "skipped" not in r), None)
     wl = tgt["adapters"].get("weight_lora") if tgt else None
     if wl is not None:
         sp = wl["ratios"]["speedup_vs_fork_fwd_bwd"]["median"]
@@ -441,24 +572,35 @@ def render(report: dict) -> str:
     lines = []
     m = report["meta"]
     lines.append(f"gradguard CPU benchmark: torch {m['torch']}, peft {m['peft']}, gradguard {m['gradguard']}, "
-                 f"{m['threads']} threads, {m['cpu']}, float32")
+                 f"{m['threads']} threads, {m['cpu']}")
     lines.append(f"load average (1/5/15 min) at start {'/'.join(f'{v:.2f}' for v in m['loadavg_start'])}, at end "
                  f"{'/'.join(f'{v:.2f}' for v in m['loadavg_end'])}: other processes on these {m['cores']} cores "
                  "add noise (interleaving spreads it over all implementations)")
     lines.append("ms = median of a training step's forward (fwd) and forward+backward (f+b); ovh = t/t_base - 1; "
                  "peft/gg = speed-up of gradguard over PEFT; ratios are medians of per-repetition paired ratios; "
-                 "valid = max rel. error of y and all grads vs PEFT's layer")
+                 "valid = max rel. error of y and all grads vs PEFT's layer; roof = achieved / attainable FLOP/s "
+                 "(roofline measured in this run); peak = peak memory of one training step")
+    for dt, roof in m.get("roofline", {}).items():
+        lines.append(f"roofline {dt}: {roof['peak_gflops']:.1f} GFLOP/s, {roof['peak_gbytes_per_s']:.1f} GB/s "
+                     f"({roof['method']})")
     for res in report["results"]:
         lines.append("")
-        lines.append(f"[{res['preset']}] N={res['N']} d={res['d_in']} r={res['r']}  reps={res['reps']} "
+        if "skipped" in res:
+            lines.append(f"[{res['preset']} {res['dtype']}] not timed: {res['skipped']} "
+                         f"({next(iter(res['adapters'].values()))['unsupported']})")
+            continue
+        lines.append(f"[{res['preset']} {res['dtype']}] N={res['N']} d={res['d_in']} r={res['r']}  reps={res['reps']} "
                      f"warmup={res['warmup']}" + (f"  NOTE: {res['note']}" if res["note"] else ""))
         b = res["base"]
         lines.append(f"  base: fwd {b['fwd']['median_ms']:.2f} ms ({b['fwd']['gflops']:.1f} GFLOP/s), "
                      f"f+b {b['fwd_bwd']['median_ms']:.2f} ms ({b['fwd_bwd']['gflops']:.1f} GFLOP/s)")
         head = (f"  {'adapter':<12}{'impl':<11}{'fwd ms':>10}{'f+b ms':>10}{'GFLOP/s':>9}"
-                f"{'ovh fwd':>9}{'ovh f+b':>9}{'peft/gg fwd':>12}{'peft/gg f+b':>12}  valid")
+                f"{'ovh fwd':>9}{'ovh f+b':>9}{'peft/gg fwd':>12}{'peft/gg f+b':>12}{'roof':>6}{'peak MiB':>10}  valid")
         lines.append(head)
         for name, e in res["adapters"].items():
+            if "unsupported" in e:
+                lines.append(f"  {name:<12}unsupported: {e['unsupported']}")
+                continue
             for kind, st in e["impls"].items():
                 ovf = _fmt_pct(e["overhead_over_base"][f"{kind}_fwd"])
                 ovb = _fmt_pct(e["overhead_over_base"][f"{kind}_fwd_bwd"])
@@ -469,8 +611,12 @@ def render(report: dict) -> str:
                     sf = sb = ""
                 v = e["validation"].get(kind)
                 vs = "" if v is None else (f"ok {v['max_rel_err']:.0e}" if v["ok"] else f"BAD {v['per_tensor']}")
+                roof = st.get("roofline_fraction")
+                rs = f"{100 * roof['fwd_bwd']:.0f}%" if roof else ""
+                mem = st.get("peak_mem_bytes")
+                ms = "" if mem is None else (f"{mem / 2 ** 20:.1f}" if mem >= 2 ** 20 else f"{mem / 2 ** 20:.4f}")
                 lines.append(f"  {name:<12}{kind:<11}{st['fwd']['median_ms']:>10.2f}{st['fwd_bwd']['median_ms']:>10.2f}"
-                             f"{st['fwd_bwd']['gflops']:>9.1f}{ovf:>9}{ovb:>9}{sf:>12}{sb:>12}  {vs}")
+                             f"{st['fwd_bwd']['gflops']:>9.1f}{ovf:>9}{ovb:>9}{sf:>12}{sb:>12}{rs:>6}{ms:>10}  {vs}")
             if "speedup_vs_fork_fwd_bwd" in e["ratios"]:
                 lines.append(f"  {'':<12}{'gg vs fork':<11} speed-up fwd "
                              f"{e['ratios']['speedup_vs_fork_fwd']['median']:.2f}x, f+b "
@@ -516,25 +662,43 @@ def meta() -> dict:
 
     return {"date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "torch": torch.__version__,
             "peft": peft.__version__, "gradguard": getattr(gg, "__version__", "?"), "python": platform.python_version(),
-            "threads": torch.get_num_threads(), "cpu": _cpu_model(), "loadavg_end": list(os.getloadavg()), "cores": os.cpu_count(), "dtype": "float32",
+            "threads": torch.get_num_threads(), "cpu": _cpu_model(), "loadavg_end": list(os.getloadavg()), "cores": os.cpu_count(),
             "method": "warm-up then interleaved repetitions; fwd = forward of a training step (grad on), fwd_bwd = "
                       "forward + y.backward(dy); medians; ratios = medians of per-repetition paired ratios"}
 
 
-def run(presets: list[Preset], adapters: list[str], reps: int, warmup: int, log=print) -> dict:
+def run(presets: list[Preset], adapters: list[str], reps: int, warmup: int, dtypes: tuple[str, ...] = ("float32",),
+        quiet: bool = False) -> dict:
     """The whole benchmark; returns the report dict (what --json writes)."""
     torch.set_num_threads(THREADS)
     load_start = list(os.getloadavg())
     t0 = time.perf_counter()
+    slowdowns = test_slowdowns()
     gradcheck = bench_gradcheck(adapters)
-    results = []
-    for p in presets:
-        n_reps = min(reps, p.max_reps) if p.max_reps is not None else reps
-        note = (f"repetitions reduced from {reps} to {n_reps} for this preset ({p.note or 'runtime budget'})"
-                if n_reps < reps else "")
-        log(f"preset {p.name}: N={p.n} d={p.d} r={p.r}, {n_reps} reps, {warmup} warm-up")
-        results.append(bench_preset(p, adapters, n_reps, warmup, log=log, note=note))
-    report = {"schema": "gradguard.bench-cpu/1", "meta": {**meta(), "loadavg_start": load_start},
+    # a dtype no requested adapter runs in is listed, not timed (bfloat16 GEMMs on a CPU without native support run
+    # at a fraction of a GFLOP/s: timing only the base layer there would take hours and say nothing)
+    timed = tuple(dt for dt in dtypes if any(unsupported_reason(a, dt) is None for a in adapters))
+    rooflines = {dt: measure_roofline(dt) for dt in timed}
+    results = [{"preset": p.name, "N": p.n, "d_in": p.d, "d_out": p.d, "r": p.r, "dtype": dt, "skipped":
+                "no requested adapter's torch backend runs this dtype",
+                "adapters": {a: {"unsupported": unsupported_reason(a, dt)} for a in adapters}}
+               for p in presets for dt in dtypes if dt not in timed]
+    runs = [(p, dt) for p in presets for dt in timed]
+    steps = sum(min(reps, p.max_reps) if p.max_reps is not None else reps for p, _ in runs)
+    with Progress(steps, "bench", quiet=quiet) as progress:
+        for p, dt in runs:
+            n_reps = min(reps, p.max_reps) if p.max_reps is not None else reps
+            note = (f"repetitions reduced from {reps} to {n_reps} for this preset ({p.note or 'runtime budget'})"
+                    if n_reps < reps else "")
+            if slowdowns:
+                note = (note + "; " if note else "") + f"TEST-ONLY slowdown knob {SLOWDOWN_ENV} active: {slowdowns}"
+            progress.note(f"{p.name} {dt}: building the layers, validating, peak memory, warm-up")
+            results.append(bench_preset(p, adapters, n_reps, warmup, dtype=dt, progress=progress, note=note,
+                                        slowdowns=slowdowns, roofline=rooflines[dt]))
+    order = {(p.name, dt): i for i, (p, dt) in enumerate((p, dt) for p in presets for dt in dtypes)}
+    results.sort(key=lambda res: order[(res["preset"], res["dtype"])])
+    report = {"schema": "gradguard.bench-cpu/2",
+              "meta": {**meta(), "loadavg_start": load_start, "dtypes": list(dtypes), "roofline": rooflines},
               "adapters": adapters,
               "presets": [{"name": p.name, "N": p.n, "d": p.d, "r": p.r} for p in presets],
               "gradcheck": gradcheck, "results": results}
@@ -543,16 +707,20 @@ def run(presets: list[Preset], adapters: list[str], reps: int, warmup: int, log=
     return report
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0],
                                  epilog="presets: " + ", ".join(f"{p.name} (N={p.n}, d={p.d}, r={p.r})"
                                                                 for p in PRESETS.values()))
     ap.add_argument("--presets", default=",".join(DEFAULT_PRESETS), help="comma-separated preset names")
+    ap.add_argument("--dtypes", default="float32",
+                    help=f"comma-separated dtypes from {sorted(DTYPES)} (default float32; an adapter whose torch backend "
+                         "lacks one is reported as unsupported)")
     ap.add_argument("--reps", type=int, default=9, help="timed repetitions per preset (default 9)")
     ap.add_argument("--warmup", type=int, default=2, help="untimed warm-up steps per implementation (default 2)")
     ap.add_argument("--adapters", default=None, help="comma-separated adapters (default: all registered)")
     ap.add_argument("--json", default=None, help="write the report here (atomically)")
-    ap.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    ap.add_argument("--quiet", action="store_true", help="no live progress line on stderr (none without a terminal "
+                                                         "either)")
     args = ap.parse_args(argv)
     presets = [s.strip() for s in args.presets.split(",") if s.strip()]
     bad = [p for p in presets if p not in PRESETS]
@@ -563,6 +731,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     bad = [a for a in adapters if a not in known]
     if bad or not adapters:
         ap.error(f"argument --adapters: expected names from {known}, got {bad or 'nothing'}")
+    dtypes = [s.strip() for s in args.dtypes.split(",") if s.strip()]
+    bad = [t for t in dtypes if t not in DTYPES]
+    if bad or not dtypes:
+        ap.error(f"argument --dtypes: expected names from {sorted(DTYPES)}, got {bad or 'nothing'}")
+    args.dtype_list = tuple(dict.fromkeys(dtypes))
     if args.reps < 1:
         ap.error(f"argument --reps: expected an integer >= 1, got {args.reps}")
     if args.warmup < 0:
@@ -572,10 +745,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    log = (lambda *a: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
-    report = run(args.preset_list, args.adapter_list, args.reps, args.warmup, log=log)
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    args = parse_args(argv, prog)
+    report = run(args.preset_list, args.adapter_list, args.reps, args.warmup, args.dtype_list, quiet=args.quiet)
     print(render(report))
     if args.json:
         write_json(args.json, report)

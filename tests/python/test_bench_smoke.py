@@ -1,7 +1,8 @@
 """Smoke test of bench/bench_peft.py: the whole benchmark on the tiny preset with 3 repetitions (a few seconds).
 
 Checks the JSON structure, that every ratio is a finite positive number, that every timed implementation was
-validated against PEFT's layer, and the usage errors (exit 2). No timing assertions.
+validated against PEFT's layer, peak memory and roofline fractions, a dtype the torch backend lacks reported (not
+dropped), and the usage errors (exit 2). No timing assertions.
 
 Run: .venv/bin/python -m pytest -q tests/python/test_bench_smoke.py
 """
@@ -37,7 +38,8 @@ def bench():
 @pytest.fixture(scope="module")
 def report(bench, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "sub" / "bench-cpu.json"
-    rc = bench.main(["--presets", "tiny", "--reps", "3", "--warmup", "1", "--quiet", "--json", str(out)])
+    rc = bench.main(["--presets", "tiny", "--dtypes", "float32,bfloat16", "--reps", "3", "--warmup", "1", "--quiet",
+                     "--json", str(out)])
     assert rc == 0
     assert sorted(os.listdir(out.parent)) == ["bench-cpu.json"]  # atomic write: no temporary file left behind
     return json.loads(out.read_text())
@@ -48,13 +50,36 @@ def _positive_finite(v) -> bool:
 
 
 def test_top_level_structure(report):
-    assert report["schema"] == "gradguard.bench-cpu/1"
+    assert report["schema"] == "gradguard.bench-cpu/2"
     for key in ("torch", "peft", "gradguard", "threads", "cpu", "date", "loadavg_start", "loadavg_end"):
         assert key in report["meta"]
     assert report["adapters"] == gg.adapters()
     assert [p["name"] for p in report["presets"]] == ["tiny"]
     assert _positive_finite(report["total_runtime_s"])
-    assert len(report["results"]) == 1
+    assert [(r["preset"], r["dtype"]) for r in report["results"]] == [("tiny", "float32"), ("tiny", "bfloat16")]
+    roof = report["meta"]["roofline"]
+    assert set(roof) == {"float32"}  # bfloat16 is not timed: no adapter's CPU torch backend runs it
+    assert _positive_finite(roof["float32"]["peak_gflops"]) and _positive_finite(roof["float32"]["peak_gbytes_per_s"])
+
+
+def test_unsupported_dtype_is_listed_with_its_reason(report):
+    res = report["results"][1]
+    assert "base" not in res and "dtype" in res["skipped"]
+    assert set(res["adapters"]) == set(gg.adapters())
+    for name, entry in res["adapters"].items():
+        assert "bfloat16" in entry["unsupported"] and "float32" in entry["unsupported"], (name, entry)
+
+
+def test_peak_memory_and_roofline(report):
+    res = report["results"][0]
+    n, d = res["N"], res["d_out"]
+    # a training step of the base layer allocates at least y and x.grad (float32)
+    assert res["base"]["peak_mem_bytes"] >= 2 * n * d * 4
+    for name, entry in res["adapters"].items():
+        for kind, st in entry["impls"].items():
+            assert st["peak_mem_bytes"] >= res["base"]["peak_mem_bytes"], (name, kind)
+            for phase in ("fwd", "fwd_bwd"):
+                assert 0 < st["roofline_fraction"][phase] < 1.5, (name, kind, phase)  # measured peaks: ~<= 1
 
 
 def test_every_adapter_and_implementation_timed(report):
@@ -111,13 +136,30 @@ def test_gradcheck_and_targets(report):
 
 def test_table_printed(bench, report):
     text = bench.render(report)
-    assert "[tiny]" in text and "targets:" in text and "fork_dense" in text
+    assert "[tiny float32]" in text and "targets:" in text and "fork_dense" in text
+    assert "[tiny bfloat16] not timed" in text
 
 
 @pytest.mark.parametrize("argv", [["--adapters", "lora,nope"], ["--presets", "huge"], ["--reps", "0"],
-                                  ["--frobnicate"]])
+                                  ["--frobnicate"], ["--dtypes", "float8"]])
 def test_usage_errors_exit_2(bench, argv, capsys):
     with pytest.raises(SystemExit) as e:
         bench.parse_args(argv)
     assert e.value.code == 2
     assert "error" in capsys.readouterr().err
+
+
+def test_gradguard_bench_cli_is_the_same_benchmark():
+    import subprocess
+
+    r = subprocess.run([sys.executable, "-m", "gradguard.cli", "bench", "--dtypes", "int8"], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 2 and "argument --dtypes" in r.stderr and "gradguard bench" in r.stderr
+
+
+def test_slowdown_knob_is_validated(bench, monkeypatch):
+    monkeypatch.setenv(bench.SLOWDOWN_ENV, "lora=two")
+    with pytest.raises(ValueError, match=bench.SLOWDOWN_ENV):
+        bench.test_slowdowns()
+    monkeypatch.setenv(bench.SLOWDOWN_ENV, "lora=2, dora=3")
+    assert bench.test_slowdowns() == {"lora": 2, "dora": 3}

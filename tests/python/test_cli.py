@@ -52,6 +52,9 @@ def test_check_healthy_and_planted():
     (["check", PLANTED / "flow_models.py"], "setup()"),
     (["compare", "lora", "--backends", "eigen,tpu"], "'backends'"),
     (["audit", "--adapters", "lora,nope"], "'adapter'"),
+    (["report", "/nonexistent/bench.json"], "bench.json"),
+    (["gate", "/nonexistent/gate.toml"], "not found"),
+    (["bench", "--presets", "nope"], "argument --presets"),
 ])
 def test_usage_and_input_errors_exit_2(args, needle):
     r = gg(*args)
@@ -78,3 +81,13 @@ def test_gradcheck_default_shape_fits_block_structured_adapters(adapter):
     r = gg("gradcheck", adapter, "--json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["ok"] is True
+
+
+def test_report_cli_writes_both_files(tmp_path):
+    audit = tmp_path / "audit"
+    assert gg("audit", "--adapters", "my_lora", "--out", audit).returncode == 0
+    r = gg("report", audit / "report.json", "--out", tmp_path / "summary")
+    assert r.returncode == 0, r.stdout + r.stderr
+    html = (tmp_path / "summary" / "report.html").read_text()
+    assert "my_lora" in html and "<svg" in html
+    assert (audit / "report.md").read_text() != (tmp_path / "summary" / "report.md").read_text()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import sys
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -19,6 +18,7 @@ from .compare import compare
 from .flow import check
 from .gradcheck import gradcheck
 from .models import LLAMA_COMMON_DIMS, LLAMA_LINEARS, llama_batch, tiny_llama
+from .progress import Progress
 from .registry import adapters, check_dims, info, rank_hp
 
 # Shapes every gradcheck runs at (numerics policy: aligned, odd/prime, rank 1): (label, N, d_in, d_out, r); r goes
@@ -33,16 +33,6 @@ def flag_variants(name: str) -> list[tuple[str, dict]]:
     """Defaults, then each flag hyper-parameter of the registry entry switched away from its default in turn."""
     flags = [h for h in info(name)["hyper"] if h["kind"] == "bool"]
     return [("default", {})] + [(h["name"], {h["name"]: not h["default"]}) for h in flags]
-
-
-@dataclass
-class _Progress:
-    quiet: bool
-    start: float = 0.0
-
-    def __call__(self, msg: str) -> None:
-        if not self.quiet:
-            print(f"[{time.monotonic() - self.start:6.1f}s] {msg}", file=sys.stderr, flush=True)
 
 
 def _gradchecks(name: str) -> list[dict]:
@@ -99,20 +89,21 @@ def run_audit(names: list[str] | None = None, quiet: bool = False) -> dict:
     names = names or adapters()
     for n in names:
         info(n)  # unknown names fail here, before any work, with the list of known ones
-    progress = _Progress(quiet, time.monotonic())
+    start = time.monotonic()
     results = []
-    for i, name in enumerate(names):
-        progress(f"[{i + 1}/{len(names)}] {name}: gradcheck ({len(BACKENDS)} backends x {len(MODES)} modes x "
-                 f"{len(SHAPES)} shapes x {len(flag_variants(name))} variants)")
-        grads = _gradchecks(name)
-        progress(f"[{i + 1}/{len(names)}] {name}: compare (eigen, torch, PEFT at float64/float32)")
-        comps = _compares(name)
-        progress(f"[{i + 1}/{len(names)}] {name}: gradient flow in a tiny Llama through PEFT")
-        flow = _flow(name)
-        results.append({"adapter": name, "gradcheck": grads, "compare": comps, "flow": flow,
-                        "ok": all(g["ok"] for g in grads) and all(c["ok"] for c in comps) and flow["ok"] is not False})
+    with Progress(3 * len(names), "audit", quiet=quiet) as progress:
+        for name in names:
+            progress.step(f"{name}: gradcheck ({len(BACKENDS)} backends x {len(MODES)} modes x {len(SHAPES)} shapes x "
+                          f"{len(flag_variants(name))} variants)")
+            grads = _gradchecks(name)
+            progress.step(f"{name}: compare (eigen, torch, PEFT at float64/float32)")
+            comps = _compares(name)
+            progress.step(f"{name}: gradient flow in a tiny Llama through PEFT")
+            flow = _flow(name)
+            results.append({"adapter": name, "gradcheck": grads, "compare": comps, "flow": flow,
+                            "ok": all(g["ok"] for g in grads) and all(c["ok"] for c in comps) and flow["ok"] is not False})
     return {"tool": "gradguard audit", "versions": _versions(), "ok": all(r["ok"] for r in results),
-            "seconds": round(time.monotonic() - progress.start, 1), "policy": _C.policy("float32"),
+            "seconds": round(time.monotonic() - start, 1), "policy": _C.policy("float32"),
             "adapters": results}
 
 

@@ -30,6 +30,7 @@ from torch import nn
 from . import _C
 from ._table import table
 from .gradcheck import gradcheck_module
+from .progress import Progress
 
 # Layer types: (constructor, input maker). Small, with convolutions larger than the kernel and strided/padded.
 def _conv1d_gpt2(out_features: int = 5):
@@ -407,9 +408,10 @@ def _flow(model, x) -> list[tuple[str, str]]:
     return [(p.param, f"{p.kind}: {p.cause}") for p in report.problems]
 
 
-def audit_peft(tuners: list[str] | None = None, layers: list[str] | None = None, progress=None) -> AuditPeftReport:
+def audit_peft(tuners: list[str] | None = None, layers: list[str] | None = None, quiet: bool = True) -> AuditPeftReport:
     """Audit the installed PEFT (see the module docstring). ``tuners``: PEFT type names (e.g. ["LORA", "LOKR"]),
-    default all; ``layers``: layer type names from LAYERS, default all."""
+    default all; ``layers``: layer type names from LAYERS, default all; ``quiet=False`` shows a live progress line on
+    a terminal."""
     import peft
 
     t0 = time.time()
@@ -422,10 +424,10 @@ def audit_peft(tuners: list[str] | None = None, layers: list[str] | None = None,
         if name not in LAYERS:
             raise _C.InputError(f"argument 'layers': expected names from {sorted(LAYERS)}, got '{name}'")
     names = tuners or sorted(all_tuners)
-    for i, tname in enumerate(names):
+    progress = Progress(len(names), "audit-peft", quiet=quiet)
+    for tname in names:
         cls = all_tuners[tname]
-        if progress:
-            progress(f"[{i + 1}/{len(names)}] {tname}")
+        progress.step(tname)
         try:
             if cls(**_config(cls, {}, tuner=tname)).is_prompt_learning:  # the audit's own settings (AdaLoRA's total_step)
                 report.skipped.append({"tuner": tname, "layer": "*", "reason": "prompt-learning method: no layer to wrap"})
@@ -438,6 +440,7 @@ def audit_peft(tuners: list[str] | None = None, layers: list[str] | None = None,
                 _audit_one(report, tname, cls, lname, variant)
         if layers is None or "Linear" in layers:
             _numerics(report, tname)
+    progress.close(f"{len(names)} tuners, {len(report.findings)} findings")
     report.seconds = time.time() - t0
     return report
 

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import runpy
 import sys
 import warnings
 from pathlib import Path
+
+from .setup_file import load_setup
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 
@@ -97,22 +98,7 @@ def cmd_compare(args) -> int:
 def cmd_check(args) -> int:
     import gradguard as gg
 
-    path = Path(args.file)
-    if not path.is_file():
-        raise FileNotFoundError(f"argument 'file': expected a Python file that defines setup(), got '{path}' (not found)")
-    namespace = runpy.run_path(str(path), run_name="__gradguard_check__")
-    setup = namespace.get("setup")
-    if not callable(setup):
-        raise ValueError(f"argument 'file': expected '{path}' to define a function setup() returning a dict "
-                         f"(see `gradguard check --help`), got none")
-    spec = setup()
-    if not isinstance(spec, dict) or "model" not in spec:
-        raise ValueError(f"argument 'file': expected setup() to return a dict with at least 'model', got "
-                         f"{type(spec).__name__}{' without model' if isinstance(spec, dict) else ''}")
-    unknown = set(spec) - {"model", "inputs", "kwargs", "loss_fn", "optimizer"}
-    if unknown:
-        raise ValueError(f"argument 'file': setup() returned unknown keys {sorted(unknown)}; expected model, inputs, "
-                         f"kwargs, loss_fn, optimizer")
+    spec = load_setup(args.file, {"model"}, {"inputs", "kwargs", "loss_fn", "optimizer"})
     report = gg.check(spec["model"], *spec.get("inputs", ()), loss_fn=spec.get("loss_fn"),
                       optimizer=spec.get("optimizer"), **spec.get("kwargs", {}))
     _emit(report.to_json(), args.json, str(report))
@@ -123,7 +109,7 @@ def cmd_audit(args) -> int:
     from .audit import print_summary, run_audit, write_reports
 
     names = [n.strip() for n in args.adapters.split(",")] if args.adapters else None
-    report = run_audit(names, quiet=args.json or not sys.stderr.isatty())
+    report = run_audit(names, quiet=args.json)
     json_path, md_path = write_reports(report, args.out)
     if args.json:
         print(json_path.read_text())
@@ -139,14 +125,39 @@ def cmd_audit_peft(args) -> int:
 
     def split(v):
         return [n.strip() for n in v.split(",") if n.strip()] if v else None
-    quiet = args.json or not sys.stderr.isatty()
-    report = audit_peft(split(args.tuners), split(args.layers),
-                        progress=None if quiet else (lambda m: print(m, file=sys.stderr, flush=True)))
+    report = audit_peft(split(args.tuners), split(args.layers), quiet=args.json)
     out = Path(args.out)
     write_json(out / "audit-peft.json", report.to_json())
     write_text(out / "audit-peft.md", report.to_markdown())
     _emit(report.to_json(), args.json, str(report) + f"\nreports: {out / 'audit-peft.json'}  {out / 'audit-peft.md'}")
     return EXIT_OK if report.ok else EXIT_PROBLEMS
+
+
+def cmd_report(args) -> int:
+    from .report import ReportInputError, build_report
+
+    try:
+        md, html = build_report(args.inputs, args.out, title=args.title)
+    except ReportInputError as e:
+        raise ValueError(str(e)) from None
+    print(f"reports: {md}  {html}")
+    return EXIT_OK
+
+
+def cmd_gate(args) -> int:
+    from .atomic import write_json
+    from .gate import load_config, render, run_gate, write_junit
+
+    for flag, target in (("--junit", args.junit), ("--out", args.out)):  # before minutes of work, not after
+        if target and Path(target).is_dir():
+            raise ValueError(f"argument '{flag}': expected a file path, got the folder '{target}'")
+    code, result = run_gate(load_config(args.config), update_baseline=args.update_baseline, quiet=args.json)
+    _emit(result, args.json, render(result))
+    if args.junit:
+        write_junit(args.junit, result)
+    if args.out:
+        write_json(args.out, result)
+    return code
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -199,6 +210,30 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--json", action="store_true")
     k.set_defaults(func=cmd_check)
 
+    # listed for --help; main() hands `bench ...` to the benchmark's own parser before this one runs
+    sub.add_parser("bench", help="time gradguard's torch backend, PEFT's layers and the base layer (CPU); "
+                                 "gradguard bench --help")
+
+    rp = sub.add_parser("report", help="JSON results (bench, audit, audit-peft, gate, GPU) -> Markdown + one HTML file")
+    rp.add_argument("inputs", nargs="+", help="JSON files written by bench, audit, audit-peft, gate or the GPU check")
+    # not reports/latest itself: `gradguard audit` writes its own report.md there
+    rp.add_argument("--out", default="reports/latest/summary", help="folder for report.md and report.html "
+                                                                    "(default: reports/latest/summary)")
+    rp.add_argument("--title", default="gradguard report")
+    rp.set_defaults(func=cmd_report)
+
+    from .gate import CONFIG_FORM
+
+    gt = sub.add_parser("gate", help="correctness checks + benchmarks against a committed baseline (CI regression gate)",
+                        description=CONFIG_FORM, formatter_class=argparse.RawDescriptionHelpFormatter)
+    gt.add_argument("config", help="the gate config (TOML or JSON)")
+    gt.add_argument("--update-baseline", action="store_true",
+                    help="record the benchmarks as the new baseline (only when every correctness check passes)")
+    gt.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report")
+    gt.add_argument("--out", metavar="FILE", help="also write the result JSON")
+    gt.add_argument("--json", action="store_true", help="print the result JSON (no progress line)")
+    gt.set_defaults(func=cmd_gate)
+
     r = sub.add_parser("adapters", help="list the registry")
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=cmd_adapters)
@@ -206,12 +241,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:  # every option belongs to the benchmark's own parser (--help included)
+        from . import bench_peft
+
+        return _usage_errors(lambda: bench_peft.main(argv[1:], prog="gradguard bench"))
     args = build_parser().parse_args(argv)
     # PEFT 0.21.2 reads a property transformers 5.x deprecated: noise in every report, not the user's problem.
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+    return _usage_errors(lambda: args.func(args))
+
+
+def _usage_errors(run) -> int:
+    """Bad input is exit 2 with one line naming it: gradguard.InputError (a ValueError), a missing file, a file that
+    cannot be read or written, an unsupported combination."""
     try:
-        return args.func(args)
-    except (ValueError, FileNotFoundError, NotImplementedError) as e:  # gradguard.InputError is a ValueError
+        return run()
+    except (ValueError, OSError, NotImplementedError) as e:
         print(f"gradguard: error: {e}", file=sys.stderr)
         return EXIT_USAGE
 
