@@ -98,7 +98,7 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.
 SLOWDOWN_ENV = "GG_BENCH_TEST_SLOWDOWN"
 
 
-def test_slowdowns() -> dict[str, int]:
+def slowdown_knob() -> dict[str, int]:
     spec = os.environ.get(SLOWDOWN_ENV, "").strip()
     out = {}
     for item in filter(None, (t.strip() for t in spec.split(","))):
@@ -673,7 +673,7 @@ def run(presets: list[Preset], adapters: list[str], reps: int, warmup: int, dtyp
     torch.set_num_threads(THREADS)
     load_start = list(os.getloadavg())
     t0 = time.perf_counter()
-    slowdowns = test_slowdowns()
+    slowdowns = slowdown_knob()
     gradcheck = bench_gradcheck(adapters)
     # a dtype no requested adapter runs in is listed, not timed (bfloat16 GEMMs on a CPU without native support run
     # at a fraction of a GFLOP/s: timing only the base layer there would take hours and say nothing)

@@ -399,7 +399,7 @@ def measure_speed(cfg: GateConfig, progress: Progress) -> dict[str, list[float]]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # see the module docstring
     try:
-        return _measure(cfg, progress, bench, bench.test_slowdowns())
+        return _measure(cfg, progress, bench, bench.slowdown_knob())
     finally:
         torch.set_num_threads(threads)
 
@@ -470,7 +470,7 @@ def run_gate(cfg: GateConfig, update_baseline: bool = False, quiet: bool = False
     (the baseline is read first unless it is being rewritten)."""
     from . import bench_peft as bench
 
-    slowdowns = bench.test_slowdowns()
+    slowdowns = bench.slowdown_knob()
     if update_baseline and slowdowns:
         raise GateInputError(f"environment {bench.SLOWDOWN_ENV} is set ({slowdowns}): a test-only slowdown must never "
                              "be recorded as the baseline; unset it")
