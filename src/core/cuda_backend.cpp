@@ -1,6 +1,7 @@
 // The cuda half of the registry (one line per adapter with kernels) and the backend's availability.
 #include "core/cuda_backend.hpp"
 
+#include <algorithm>
 #include <map>
 
 #include "core/cuda/kernels.hpp"
@@ -8,20 +9,17 @@
 
 namespace gg {
 
-const TorchImpl& lora_cuda();
-const TorchImpl& dora_cuda();
-const TorchImpl& weight_lora_cuda();
-const TorchImpl& my_lora_cuda();
-const TorchImpl& kasa_cuda();
+// Every adapter of src/adapters/registry.list with a cuda.cpp (CMake writes gg_adapters/cuda.inc).
+#define GG_ADAPTER(name) const TorchImpl& name##_cuda();
+#include "gg_adapters/cuda.inc"
+#undef GG_ADAPTER
 
 namespace {
 const std::map<std::string, const TorchImpl*>& table() {
   static const std::map<std::string, const TorchImpl*> t = {
-      {"lora", &lora_cuda()},
-      {"dora", &dora_cuda()},
-      {"weight_lora", &weight_lora_cuda()},
-      {"my_lora", &my_lora_cuda()},
-      {"kasa", &kasa_cuda()},
+#define GG_ADAPTER(name) {#name, &name##_cuda()},
+#include "gg_adapters/cuda.inc"
+#undef GG_ADAPTER
   };
   return t;
 }
@@ -33,12 +31,23 @@ std::string cuda_unavailable_reason() {
   return std::string("no CUDA device visible (") + (why ? why : "unknown") + ")";
 }
 
-bool has_cuda_impl(const AdapterInfo& info) { return table().count(info.name) > 0; }
+namespace {
+// A cuda.cpp counts once the registry entry declares the backend: a scaffold's stub cuda.cpp compiles in every build
+// but stays out of the backend lists until its author adds the declaration.
+bool declares_cuda(const AdapterInfo& info) {
+  return std::any_of(info.backends.begin(), info.backends.end(), [](const auto& b) { return b.backend == "cuda"; });
+}
+}  // namespace
+
+bool has_cuda_impl(const AdapterInfo& info) { return table().count(info.name) > 0 && declares_cuda(info); }
 
 const TorchImpl& cuda_impl(const AdapterInfo& info) {
   const auto it = table().find(info.name);
   if (it == table().end())
     throw NotImplemented("not implemented: " + info.name + " (cuda): no fused kernels for this adapter yet");
+  if (!declares_cuda(info))
+    throw NotImplemented("not implemented: " + info.name + " (cuda): src/adapters/" + info.name +
+                         "/cuda.cpp exists but the registry entry does not declare the cuda backend yet");
   return *it->second;
 }
 

@@ -7,41 +7,18 @@
 
 namespace gg {
 
-// One line per adapter: the declarations live in src/adapters/<name>/entry.cpp.
-const AdapterInfo& lora_info();
-const AdapterInfo& dora_info();
-const AdapterInfo& weight_lora_info();
-const AdapterInfo& my_lora_info();
-const AdapterInfo& adalora_info();
-const AdapterInfo& ia3_info();
-const AdapterInfo& loha_info();
-const AdapterInfo& lokr_info();
-const AdapterInfo& vera_info();
-const AdapterInfo& miss_info();
-const AdapterInfo& hra_info();
-const AdapterInfo& delora_info();
-const AdapterInfo& gralora_info();
-const AdapterInfo& kasa_info();
-const AdapterInfo& randlora_info();
-const AdapterInfo& c3a_info();
-const AdapterInfo& oft_info();
-const AdapterInfo& boft_info();
-const AdapterInfo& shira_info();
-const AdapterInfo& fourierft_info();
-const AdapterInfo& road_info();
-const AdapterInfo& vblora_info();
-const AdapterInfo& waveft_info();
+// The adapters of src/adapters/registry.list, in its order: CMake writes gg_adapters/core.inc with one
+// GG_ADAPTER(name) per line; each name's <name>_info() is defined in src/adapters/<name>/entry.cpp.
+#define GG_ADAPTER(name) const AdapterInfo& name##_info();
+#include "gg_adapters/core.inc"
+#undef GG_ADAPTER
 
 const std::vector<const AdapterInfo*>& registry() {
-  static const std::vector<const AdapterInfo*> all = {&lora_info(),    &dora_info(),    &weight_lora_info(),
-                                                      &my_lora_info(), &adalora_info(), &ia3_info(),
-                                                      &loha_info(),    &lokr_info(),
-                                                      &vera_info(),    &miss_info(),
-                                                      &hra_info(),    &delora_info(),
-                                                      &gralora_info(),  &kasa_info(),
-                                                      &randlora_info(), &c3a_info(),      &oft_info(),
-                                                      &boft_info(),     &shira_info(),    &fourierft_info(), &road_info(),
-                                                      &vblora_info(),    &waveft_info()};
+  static const std::vector<const AdapterInfo*> all = {
+#define GG_ADAPTER(name) &name##_info(),
+#include "gg_adapters/core.inc"
+#undef GG_ADAPTER
+  };
   return all;
 }
 

@@ -11,56 +11,17 @@
 
 namespace gg {
 
-const TorchImpl& lora_torch();
-const TorchImpl& dora_torch();
-const TorchImpl& weight_lora_torch();
-const TorchImpl& my_lora_torch();
-const TorchImpl& adalora_torch();
-const TorchImpl& ia3_torch();
-const TorchImpl& loha_torch();
-const TorchImpl& lokr_torch();
-const TorchImpl& vera_torch();
-const TorchImpl& miss_torch();
-const TorchImpl& hra_torch();
-const TorchImpl& delora_torch();
-const TorchImpl& gralora_torch();
-const TorchImpl& kasa_torch();
-const TorchImpl& randlora_torch();
-const TorchImpl& c3a_torch();
-const TorchImpl& oft_torch();
-const TorchImpl& boft_torch();
-const TorchImpl& shira_torch();
-const TorchImpl& fourierft_torch();
-const TorchImpl& road_torch();
-const TorchImpl& vblora_torch();
-const TorchImpl& waveft_torch();
+// The torch half of the registry: every adapter of src/adapters/registry.list with a torch.cpp (CMake writes
+// gg_adapters/torch.inc, one GG_ADAPTER(name) per line; <name>_torch() is defined in that torch.cpp).
+#define GG_ADAPTER(name) const TorchImpl& name##_torch();
+#include "gg_adapters/torch.inc"
+#undef GG_ADAPTER
 
 const TorchImpl& torch_impl(const AdapterInfo& info) {
-  // The torch half of the registry: one line per adapter, beside the core table in registry.cpp.
   static const std::map<std::string, const TorchImpl*> table = {
-      {"lora", &lora_torch()},
-      {"dora", &dora_torch()},
-      {"weight_lora", &weight_lora_torch()},
-      {"my_lora", &my_lora_torch()},
-      {"adalora", &adalora_torch()},
-      {"ia3", &ia3_torch()},
-      {"loha", &loha_torch()},
-      {"lokr", &lokr_torch()},
-      {"vera", &vera_torch()},
-      {"miss", &miss_torch()},
-      {"hra", &hra_torch()},
-      {"delora", &delora_torch()},
-      {"gralora", &gralora_torch()},
-      {"kasa", &kasa_torch()},
-      {"randlora", &randlora_torch()},
-      {"c3a", &c3a_torch()},
-      {"oft", &oft_torch()},
-      {"boft", &boft_torch()},
-      {"shira", &shira_torch()},
-      {"fourierft", &fourierft_torch()},
-      {"road", &road_torch()},
-      {"vblora", &vblora_torch()},
-      {"waveft", &waveft_torch()},
+#define GG_ADAPTER(name) {#name, &name##_torch()},
+#include "gg_adapters/torch.inc"
+#undef GG_ADAPTER
   };
   auto it = table.find(info.name);
   if (it == table.end()) throw NotImplemented("not implemented: " + info.name + " (torch)");

@@ -10,42 +10,15 @@ import torch
 
 pytest.importorskip("transformers")
 from peft import LoraConfig, get_peft_model  # noqa: E402
-from transformers import Trainer, TrainingArguments  # noqa: E402
 
 from fixtures.planted.flow_models import add_lora_gate, unsloth_freeze, unsloth_fuse_mlp  # noqa: E402
 from gradguard.integrations import GradGuardCallback, GradGuardError  # noqa: E402
-from gradguard.models import VOCAB, tiny_llama  # noqa: E402
+from gradguard.models import tiny_llama  # noqa: E402
 from gradguard.peft import MyLoraConfig  # noqa: E402
 
+from trainer_helpers import TARGETS, losses, make_trainer  # noqa: E402  (pytest puts tests/python on sys.path)
+
 pytest_plugins = ["pytester"]
-TARGETS = ["q_proj", "v_proj", "gate_proj", "up_proj", "down_proj"]
-
-
-class CopyTask(torch.utils.data.Dataset):
-    """64 sequences drawn from 4 fixed random ones: next-token statistics a tiny Llama's adapters pick up within a
-    few dozen steps (loss from ln(128) ~ 4.85 down by well over 20%)."""
-
-    def __init__(self, n: int = 64, seq: int = 16, seed: int = 0):
-        g = torch.Generator().manual_seed(seed)
-        sequences = torch.randint(0, VOCAB, (4, seq), generator=g)
-        self.ids = sequences[torch.arange(n) % 4]
-
-    def __len__(self):
-        return len(self.ids)
-
-    def __getitem__(self, i):
-        return {"input_ids": self.ids[i], "labels": self.ids[i].clone()}
-
-
-def make_trainer(model, tmp_path, callback, steps: int = 30, lr: float = 3e-2):
-    args = TrainingArguments(output_dir=str(tmp_path / "out"), max_steps=steps, per_device_train_batch_size=8,
-                             learning_rate=lr, logging_steps=1, report_to=[], save_strategy="no", use_cpu=True,
-                             disable_tqdm=True, seed=0, lr_scheduler_type="constant")
-    return Trainer(model=model, args=args, train_dataset=CopyTask(), callbacks=[callback])
-
-
-def losses(trainer) -> list[float]:
-    return [h["loss"] for h in trainer.state.log_history if "loss" in h]
 
 
 @pytest.mark.parametrize("config", [MyLoraConfig(r=4, target_modules=TARGETS),

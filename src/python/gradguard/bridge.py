@@ -2,7 +2,8 @@
 adapter (``make_peft_layer``) and load registry tensors into it (``load_into_peft``).
 
 The tensor mapping comes from the registry (each tensor's ``peft_key``); the only per-adapter knowledge here is which
-PEFT config and layer class implement it, in ``_PEFT_SIDE``.
+PEFT config and layer class implement it, in ``_PEFT_SIDE`` (PEFT's own tuners) and, found by name, the packages of
+``gradguard.peft`` (my_lora, weight_lora and any adapter ``gradguard new-adapter`` wrote).
 """
 from __future__ import annotations
 
@@ -400,10 +401,6 @@ _PEFT_SIDE: dict[str, _PeftSide] = {
                       lambda hp: ("PEFT implements only DoRA's detached-norm gradient (paper §4.3), not "
                                   "exact_gradient=True") if hp.get("exact_gradient") else None),
     "kasa": _PeftSide(_kasa_config, _lora_layer, _lora_layer_kwargs, _is_peft_kasa),
-    "weight_lora": _PeftSide(_gg_config("WeightLoraConfig"), _gg_layer("weight_lora"), _lora_layer_kwargs,
-                             _is(_gg_layer("weight_lora"))),
-    "my_lora": _PeftSide(_gg_config("MyLoraConfig"), _gg_layer("my_lora"), _lora_layer_kwargs,
-                         _is(_gg_layer("my_lora"))),
     "adalora": _PeftSide(_adalora_config, _peft_class("peft.tuners.adalora", "SVDLinear"),
                          lambda hp, config: dict(r=hp["init_r"], lora_alpha=hp["lora_alpha"]),
                          _is(*(_peft_class("peft.tuners.adalora.layer", c) for c in ("SVDLinear", "SVDConv2d"))),
@@ -462,21 +459,43 @@ def trainable_constants(layer: nn.Module, name: str, adapter: str) -> list[str]:
     return [k for k in keys if k in params and params[k].requires_grad]
 
 
+def _sides() -> dict[str, _PeftSide]:
+    """_PEFT_SIDE plus, once, every registry adapter with a package in gradguard.peft: its <Camel>Config and its
+    layer.Linear, the LoRA-family layer base's (LowRankLayer) keyword arguments."""
+    if not _DISCOVERED:
+        import importlib
+
+        import gradguard.peft as ggpeft
+
+        registered = set(_C.adapters())
+        for name in ggpeft.ADAPTER_PACKAGES:
+            if name in registered and name not in _PEFT_SIDE:
+                exports = importlib.import_module(f"gradguard.peft.{name}").__all__
+                config = next(e for e in exports if e.endswith("Config"))
+                _PEFT_SIDE[name] = _PeftSide(_gg_config(config), _gg_layer(name), _lora_layer_kwargs,
+                                             _is(_gg_layer(name)))
+        _DISCOVERED.append(True)
+    return _PEFT_SIDE
+
+
+_DISCOVERED: list[bool] = []
+
+
 def peft_supported(name: str) -> bool:
-    return name in _PEFT_SIDE
+    return name in _sides()
 
 
 def peft_unsupported_reason(name: str, hp: dict) -> str | None:
     """None when PEFT has a layer for ``name`` that implements these hyper-parameters, else why not."""
-    if name not in _PEFT_SIDE:
+    if name not in _sides():
         return f"PEFT has no layer for '{name}'"
-    return _PEFT_SIDE[name].unsupported(hp)
+    return _sides()[name].unsupported(hp)
 
 
 def _side(name: str) -> _PeftSide:
-    if name not in _PEFT_SIDE:
-        raise _C.InputError(f"argument 'adapter': expected one with a PEFT layer ({sorted(_PEFT_SIDE)}), got '{name}'")
-    return _PEFT_SIDE[name]
+    if name not in _sides():
+        raise _C.InputError(f"argument 'adapter': expected one with a PEFT layer ({sorted(_sides())}), got '{name}'")
+    return _sides()[name]
 
 
 def peft_config(name: str, hp: dict, d_in: int = 32, d_out: int = 32, init_weights: bool | None = None,
@@ -532,14 +551,14 @@ def _active_adapter(layer: nn.Module) -> str:
 
 
 def _identify(layer: nn.Module, adapter: str) -> str:
-    for name, side in _PEFT_SIDE.items():
+    for name, side in _sides().items():
         try:
             if side.matches(layer, adapter):
                 return name
         except ImportError:
             continue
     raise _C.InputError(
-        f"argument 'layer': expected a PEFT layer of a registered adapter ({sorted(_PEFT_SIDE)}), "
+        f"argument 'layer': expected a PEFT layer of a registered adapter ({sorted(_sides())}), "
         f"got {type(layer).__module__}.{type(layer).__name__}")
 
 

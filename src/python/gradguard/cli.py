@@ -160,6 +160,15 @@ def cmd_gate(args) -> int:
     return code
 
 
+def cmd_new_adapter(args) -> int:
+    from .scaffold import new_adapter
+
+    result = new_adapter(args.name, args.param, repo=args.repo, peft_fork=args.peft_fork, dry_run=args.dry_run)
+    text = result.render(Path(args.repo).resolve())
+    print(("dry run, nothing written: " if args.dry_run else "") + text)
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="gradguard", description="Prove parameter-efficient fine-tuning adapters correct and fast.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -233,6 +242,18 @@ def build_parser() -> argparse.ArgumentParser:
     gt.add_argument("--out", metavar="FILE", help="also write the result JSON")
     gt.add_argument("--json", action="store_true", help="print the result JSON (no progress line)")
     gt.set_defaults(func=cmd_gate)
+
+    from .scaffold.spec import __doc__ as param_form
+
+    na = sub.add_parser("new-adapter", help="scaffold a new adapter: C++ folder + registry line + PEFT-side package",
+                        description=param_form, formatter_class=argparse.RawDescriptionHelpFormatter)
+    na.add_argument("name", metavar="NAME", help="snake_case adapter name, e.g. my_new_lora")
+    na.add_argument("--param", action="append", metavar="NAME:SHAPE:INIT",
+                    help="a trainable tensor, repeated per tensor (default: lora_A:r,d_in:kaiming lora_B:d_out,r:zeros)")
+    na.add_argument("--repo", default=".", help="the gradguard checkout to write into (default: .)")
+    na.add_argument("--peft-fork", metavar="PATH", help="also add the tuner to this PEFT source checkout")
+    na.add_argument("--dry-run", action="store_true", help="list what would be written; write nothing")
+    na.set_defaults(func=cmd_new_adapter)
 
     r = sub.add_parser("adapters", help="list the registry")
     r.add_argument("--json", action="store_true")

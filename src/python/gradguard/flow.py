@@ -516,7 +516,8 @@ def _explain_zero(model, name, p, a, adapters, named, owners, zero_params) -> st
     for n, q in _same_group(p, a, adapters, named, owners):
         if q.requires_grad and zero_params(q):
             scope = f"adapter '{a.adapter}' of `{a.layer}`" if a else "the same module"
-            return f"exactly zero at init because `{n}` ({scope}) is all zeros; it moves on the first step"
+            return (f"exactly zero because `{n}` ({scope}) is all zeros: a zero-initialised factor moves on the first "
+                    "step; one zeroed on purpose (a pruned gate) keeps this parameter still until it is non-zero again")
     return None
 
 

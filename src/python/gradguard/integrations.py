@@ -7,8 +7,9 @@ forward + backward, gradients cleared afterwards, so training is unchanged) and,
 steps. A problem (a trainable adapter parameter with no gradient, a frozen adapter parameter, a parameter missing from
 the optimizer, ...) raises ``GradGuardError`` with the problem table (``on_problem="raise"``, the default: training
 stops at step 1 instead of running for hours without learning) or warns (``"warn"``). It also checks that every
-parameter the flow check saw training actually changed in the first optimizer step — those whose gradient is zero
-only because another factor starts at zero (LoRA's A while B = 0) get one more step. Each check logs one line.
+parameter the flow check saw training changed in the first two optimizer steps once it had a non-zero gradient: one
+whose gradient is zero in a step (LoRA's A while B = 0; weight_lora's factors while top-K pruning holds their gate at
+zero) is not expected to move in that step. Each check logs one line.
 """
 from __future__ import annotations
 
@@ -26,7 +27,6 @@ except ImportError:  # pragma: no cover — transformers is a dependency of the 
     TrainerCallback = object
 
 logger = logging.getLogger("gradguard")
-ZERO_INIT = "zero_init_factor"
 
 
 class GradGuardError(RuntimeError):
@@ -65,7 +65,7 @@ class GradGuardCallback(TrainerCallback):
         self.loss_fn = loss_fn
         self.reports: list[tuple[int, FlowReport]] = []  # (global step, report) of every check run
         self._snapshot: dict[str, torch.Tensor] = {}     # parameter -> value before the first optimizer step
-        self._grace: set[str] = set()                    # zero only because another factor starts at zero
+        self._had_grad: set[str] = set()                 # snapshotted parameters with a non-zero gradient so far
 
     # --- the flow check --------------------------------------------------------------------------------------------
     def _batch(self, train_dataloader) -> dict:
@@ -102,7 +102,15 @@ class GradGuardCallback(TrainerCallback):
             params = dict(model.named_parameters())
             trained = [n for n in report.checked if n in params and params[n].requires_grad]
             self._snapshot = {n: params[n].detach().clone() for n in trained}
-            self._grace = {note.param for note in report.notes if note.cause == ZERO_INIT}
+            self._had_grad = set()
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        # The gradients the optimizer is about to apply: a parameter whose gradient is None or all zeros in this step
+        # is not expected to move in it (an optimizer with momentum may still move it; that is never blamed).
+        if self._snapshot and model is not None:
+            for n, p in model.named_parameters():
+                if n in self._snapshot and p.grad is not None and bool(p.grad.ne(0).any()):
+                    self._had_grad.add(n)
 
     def on_step_end(self, args, state, control, model=None, optimizer=None, train_dataloader=None, **kwargs):
         if self._snapshot:
@@ -115,12 +123,12 @@ class GradGuardCallback(TrainerCallback):
         still = [n for n, before in self._snapshot.items() if torch.equal(params[n].detach(), before)]
         for n in [n for n in self._snapshot if n not in still]:
             del self._snapshot[n]
-        late = [n for n in still if n not in self._grace or step >= 2]  # a zero-init partner gets a second step
+        late = [n for n in still if n in self._had_grad]
         if late:
             for n in late:
                 del self._snapshot[n]
-            self._fail(f"gradguard: {len(late)} parameter(s) that get a gradient did not change in optimizer step(s) "
-                       f"1..{step} (learning rate 0, a stale optimizer, or an update overwritten): "
+            self._fail(f"gradguard: {len(late)} parameter(s) that got a non-zero gradient did not change in optimizer "
+                       f"step(s) 1..{step} (learning rate 0, a stale optimizer, or an update overwritten): "
                        + ", ".join(late[:20]) + (" ..." if len(late) > 20 else ""), None)
         if step >= 2:
             self._snapshot.clear()

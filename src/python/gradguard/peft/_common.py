@@ -14,12 +14,11 @@ import warnings
 from typing import Any, Optional
 
 import torch
-from torch import nn
-
 from peft.tuners.lora import LoraConfig
 from peft.tuners.tuners_utils import BaseTuner, BaseTunerLayer, check_adapters_to_merge
 from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
 from peft.utils.other import get_pattern_key
+from torch import nn
 
 # LoraConfig options that belong to LoRA variants / integrations these adapters do not implement. They are
 # rejected instead of being silently ignored (only names present in the installed LoraConfig are checked).
