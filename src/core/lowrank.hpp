@@ -103,7 +103,7 @@ inline AdapterInfo family_entry(std::string name, std::string peft_type, std::st
   a.peft_type = std::move(peft_type);
   a.summary = std::move(summary);
   a.hyper = hyper_params();
-  a.rank_param = "r";
+  a.rank_param = std::string(1, 'r');  // not = "r": GCC 12 -O3 -Wrestrict false positive (GCC bug 105329)
   a.tensors = linear::base_tensors();
   a.scaling = scaling;
   a.validate = validate;

@@ -83,7 +83,8 @@ Grads<T> backward(const Mat<T>& x, const TensorMap<T>& t, const HyperParams& hp,
 }  // namespace gg::$name
 ''')
 
-TORCH = Template('''\
+# The torch and cuda backends share one interface (TorchImpl): one stub, with each backend's header and includes.
+TORCH_HEADER = """\
 // $name on LibTorch, scaffolded by `gradguard new-adapter`: the forward and the analytic backward that gradguard's
 // autograd op, the flow check and gg.fast_path run. Tensors keep their registry shapes here (a scalar is 0-d, a
 // vector 1-d). `saved` (forward) keeps intermediates for the backward; `request.wants(name)` / `request.dx` say which
@@ -93,61 +94,45 @@ TORCH = Template('''\
 #include "core/errors.hpp"
 #include "core/lowrank.hpp"
 #include "core/torch_backend.hpp"
+"""
 
-namespace gg {
-namespace {
-
-at::Tensor forward(const at::Tensor& x, const TorchTensors& t, const HyperParams& hp, TorchTensors* saved) {
-  throw NotImplemented("not implemented: $name forward (torch): "
-                       "write it in src/adapters/$name/torch.cpp");
-}
-
-TorchGrads backward(const at::Tensor& x, const TorchTensors& t, const HyperParams& hp, const at::Tensor& dy,
-                    const TorchTensors& saved, const GradRequest& request) {
-  throw NotImplemented("not implemented: $name backward (torch): "
-                       "write it in src/adapters/$name/torch.cpp");
-}
-
-}  // namespace
-
-const TorchImpl& ${name}_torch() {
-  static const TorchImpl impl{forward, backward};
-  return impl;
-}
-
-}  // namespace gg
-''')
-
-CUDA = Template('''\
+CUDA_HEADER = """\
 // $name on the cuda backend, scaffolded by `gradguard new-adapter`: compiled in every CUDA build but offered only once
 // entry.cpp declares the backend (a.backends.push_back(lowrank::cuda_support())). Compose cuBLAS GEMMs and fused
 // kernels here, as src/core/cuda/gated_lowrank.hpp does for the LoRA family.
 #include "core/errors.hpp"
 #include "core/torch_backend.hpp"
+"""
 
+BACKEND_STUB = Template('''\
+$header
 namespace gg {
 namespace {
 
 at::Tensor forward(const at::Tensor& x, const TorchTensors& t, const HyperParams& hp, TorchTensors* saved) {
-  throw NotImplemented("not implemented: $name forward (cuda): "
-                       "write it in src/adapters/$name/cuda.cpp");
+  throw NotImplemented("not implemented: $name forward ($backend): "
+                       "write it in src/adapters/$name/$backend.cpp");
 }
 
 TorchGrads backward(const at::Tensor& x, const TorchTensors& t, const HyperParams& hp, const at::Tensor& dy,
                     const TorchTensors& saved, const GradRequest& request) {
-  throw NotImplemented("not implemented: $name backward (cuda): "
-                       "write it in src/adapters/$name/cuda.cpp");
+  throw NotImplemented("not implemented: $name backward ($backend): "
+                       "write it in src/adapters/$name/$backend.cpp");
 }
 
 }  // namespace
 
-const TorchImpl& ${name}_cuda() {
+const TorchImpl& ${name}_$backend() {
   static const TorchImpl impl{forward, backward};
   return impl;
 }
 
 }  // namespace gg
 ''')
+
+
+def _backend_stub(name: str, backend: str, header: str) -> str:
+    return BACKEND_STUB.substitute(name=name, backend=backend, header=Template(header).substitute(name=name))
 
 
 def cpp_files(desc: AdapterDesc) -> dict[str, str]:
@@ -161,6 +146,6 @@ def cpp_files(desc: AdapterDesc) -> dict[str, str]:
     return {
         f"{folder}/entry.cpp": ENTRY.substitute(common, tensors=tensors),
         f"{folder}/eigen.hpp": EIGEN.substitute(common, layout=layout),
-        f"{folder}/torch.cpp": TORCH.substitute(common),
-        f"{folder}/cuda.cpp": CUDA.substitute(common),
+        f"{folder}/torch.cpp": _backend_stub(desc.name, "torch", TORCH_HEADER),
+        f"{folder}/cuda.cpp": _backend_stub(desc.name, "cuda", CUDA_HEADER),
     }
