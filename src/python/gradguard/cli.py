@@ -243,10 +243,14 @@ def build_parser() -> argparse.ArgumentParser:
     gt.add_argument("--json", action="store_true", help="print the result JSON (no progress line)")
     gt.set_defaults(func=cmd_gate)
 
-    from .scaffold.spec import __doc__ as param_form
+    from .scaffold.spec import __doc__ as spec_doc
 
     na = sub.add_parser("new-adapter", help="scaffold a new adapter: C++ folder + registry line + PEFT-side package",
-                        description=param_form, formatter_class=argparse.RawDescriptionHelpFormatter)
+                        description="Scaffold a new adapter in a gradguard checkout: src/adapters/NAME/ (registry "
+                                    "entry; Eigen, torch and CUDA\nstubs), its line in src/adapters/registry.list and "
+                                    "the PEFT side in src/python/gradguard/peft/NAME/;\nnever overwrites.\n\n"
+                                    + spec_doc.split("\n\n", 1)[1],
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
     na.add_argument("name", metavar="NAME", help="snake_case adapter name, e.g. my_new_lora")
     na.add_argument("--param", action="append", metavar="NAME:SHAPE:INIT",
                     help="a trainable tensor, repeated per tensor (default: lora_A:r,d_in:kaiming lora_B:d_out,r:zeros)")
