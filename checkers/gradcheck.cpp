@@ -113,14 +113,18 @@ class Checker {
     const double used = abs_err / allowed;
     const double rel = abs_err / std::max(std::abs(numeric), 1e-300);
     ++t.checks;
-    t.max_rel_err = std::max(t.max_rel_err, abs_err == 0 ? 0.0 : rel);
+    // A NaN error (a NaN gradient) is the largest error of all: std::max would drop it and report 0.
+    const auto worse = [](double current, double e) {
+      return std::isnan(current) || std::isnan(e) ? NAN : std::max(current, e);
+    };
+    t.max_rel_err = worse(t.max_rel_err, abs_err == 0 ? 0.0 : rel);
     if (t.checks == 1 || used > t.budget_used || std::isnan(used)) {
       t.budget_used = std::isnan(used) ? INFINITY : used;
       t.worst = where;
       t.analytic_at_worst = analytic;
       t.numeric_at_worst = numeric;
     }
-    t.max_abs_err = std::max(t.max_abs_err, abs_err);
+    t.max_abs_err = worse(t.max_abs_err, abs_err);
     if (!(abs_err <= allowed)) t.ok = false;  // written so that NaN fails
   }
 

@@ -2,6 +2,8 @@
 // differences; and every planted bug is caught in both modes. Generated from the registry.
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "checkers/adapter_harness.hpp"
 #include "planted.hpp"
 
@@ -79,6 +81,31 @@ TEST(Gradcheck, ReportsBudgetWorstIndexAndEvaluations) {
     EXPECT_LE(t.budget_used, 1.0);
     EXPECT_FALSE(t.worst.empty());
     EXPECT_EQ(t.checks, 4 * numel(t.shape));  // every (output, input element) pair
+  }
+}
+
+// A backward that returns NaN for one tensor fails that tensor with NaN errors and an unbounded budget, never a
+// reassuring 0 (std::max drops NaN); the other tensors still pass.
+TEST(Gradcheck, NanGradientFailsWithNanErrors) {
+  const AdapterInfo& info = find_adapter("lora");
+  const auto c = make_case(info, {4, 3}, {{"r", 2}}, 3, 1);
+  Differentiable f = eigen_differentiable(info, c);
+  const auto vjp = f.vjp;
+  f.vjp = [vjp](const std::vector<FlatTensor>& in, const std::vector<double>& dy) {
+    auto g = vjp(in, dy);
+    g[1][0] = std::nan("");  // lora_A's first entry
+    return g;
+  };
+  for (auto mode : {GradcheckMode::fast, GradcheckMode::full}) {
+    const GradcheckResult r = gradcheck(f, policy_options(info, mode, 1));
+    EXPECT_FALSE(r.ok);
+    ASSERT_EQ(r.tensors[1].name, "lora_A");
+    EXPECT_FALSE(r.tensors[1].ok);
+    EXPECT_TRUE(std::isnan(r.tensors[1].max_abs_err));
+    EXPECT_TRUE(std::isnan(r.tensors[1].max_rel_err));
+    EXPECT_TRUE(std::isinf(r.tensors[1].budget_used));
+    for (size_t j = 0; j < r.tensors.size(); ++j)
+      if (j != 1) EXPECT_TRUE(r.tensors[j].ok && std::isfinite(r.tensors[j].max_abs_err)) << r.tensors[j].name;
   }
 }
 
