@@ -10,6 +10,8 @@ from pathlib import Path
 
 def write_text(path: str | os.PathLike, text: str) -> None:
     path = Path(path)
+    if path.is_symlink():  # a baseline kept as a link: write through it, never replace the link by a regular file
+        path = path.resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
