@@ -163,3 +163,31 @@ def test_slowdown_knob_is_validated(bench, monkeypatch):
         bench.slowdown_knob()
     monkeypatch.setenv(bench.SLOWDOWN_ENV, "lora=2, dora=3")
     assert bench.slowdown_knob() == {"lora": 2, "dora": 3}
+
+
+# --- bench/bench_gpu.py: the script a lent GPU machine runs (bench/gpu-check.sh) must not be first run there --------
+def _walk_medians(node, path=""):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _walk_medians(v, f"{path}/{k}")
+            if k == "median_ms":
+                yield path, v
+
+
+def test_gpu_benchmark_runs_on_cpu_tiny(tmp_path):
+    import subprocess
+
+    out = tmp_path / "gpu-bench.json"
+    run = subprocess.run([sys.executable, str(BENCH.parent / "bench_gpu.py"), "--device", "cpu", "--dtype", "float32",
+                          "--tiny", "--llama", "--reps", "2", "--warmup", "1", "--quiet", "--json", str(out)],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["meta"]["device"] == "cpu" and out.with_suffix(".md").is_file()
+    medians = list(_walk_medians(report))
+    assert len(medians) > 10 and all(_positive_finite(v) for _, v in medians), medians
+    assert {"base", "lora/peft", "lora/gradguard"} <= set(report["layers"])
+    for name, res in report["llama"]["adapters"].items():
+        assert res["swapped_layers"] > 0 and not res["skipped_layers"], name  # fast_path took every layer
+        assert _positive_finite(res["speedup"]), name
+    assert all(isinstance(t["met"], bool) for t in report["targets"])
