@@ -85,6 +85,24 @@ def test_parameters_that_never_change_are_caught(tmp_path):
         make_trainer(model, tmp_path, GradGuardCallback(), steps=3, lr=0.0).train()
 
 
+def test_a_warmup_from_learning_rate_0_is_not_blamed(tmp_path):
+    # HF's linear warmup gives optimizer step 1 a learning rate of 0: gradients are non-zero and nothing moves, which
+    # is the schedule, not a fault; step 2 (learning rate > 0) moves every tensor.
+    model = get_peft_model(tiny_llama(0), MyLoraConfig(r=4, target_modules=TARGETS)).train()
+    trainer = make_trainer(model, tmp_path, GradGuardCallback(), steps=4, lr_scheduler_type="linear", warmup_steps=3)
+    trainer.train()
+    assert trainer.state.global_step == 4
+
+
+def test_a_learning_rate_that_stays_0_is_named(tmp_path):
+    model = get_peft_model(tiny_llama(0), MyLoraConfig(r=4, target_modules=TARGETS)).train()
+    trainer = make_trainer(model, tmp_path, GradGuardCallback(), steps=3, lr=0.0, lr_scheduler_type="linear",
+                           warmup_steps=2)
+    with pytest.raises(GradGuardError, match="did not change .*learning rate was 0 in every step"):
+        trainer.train()
+    assert trainer.state.global_step == 2  # decided when the two-step window closed
+
+
 def test_bad_arguments_name_themselves():
     with pytest.raises(ValueError, match="on_problem"):
         GradGuardCallback(on_problem="ignore")

@@ -28,7 +28,8 @@ ARGS = ["new-adapter", NAME] + [a for p in fill.PARAMS for a in ("--param", p)]
 
 def copy_src(dest: Path) -> Path:
     """The repository's tracked src/ (what the scaffold reads and writes) under dest."""
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "src"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "src"], cwd=ROOT,
+                           capture_output=True, text=True, check=True).stdout
     for rel in files.split():
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / rel, dest / rel)
@@ -84,12 +85,20 @@ def test_refuses_to_overwrite_and_then_writes_nothing(tmp_path, capsys):
     (["new-adapter", "class"], "argument 'NAME'"),
     (["new-adapter", "x", "--param", "lora_A:r,d_in"], "argument '--param': expected NAME:SHAPE:INIT"),
     (["new-adapter", "x", "--param", "lora_A:r,d_in,d_out:zeros"], "expected at most 2 sizes"),
-    (["new-adapter", "x", "--param", "lora_A:r,width:zeros"], "expected sizes d_in, d_out, r or positive integers"),
+    (["new-adapter", "x", "--param", "lora_A:r,width:zeros"], "expected sizes d_in, d_out, r or integers from 1"),
     (["new-adapter", "x", "--param", "lora_A:r:kaiming"], "kaiming init needs a 2-D shape"),
     (["new-adapter", "x", "--param", "lora_A:r:xavier"], "expected INIT one of zeros, ones, kaiming, normal"),
     (["new-adapter", "x", "--param", "weight:r:ones"], "'weight' is taken"),
     (["new-adapter", "x", "--param", "a_1:r:ones", "--param", "a_1:r:ones"], "described twice"),
     (["new-adapter", "x", "--param", "gate:r:ones", "--param", "scale:d_out:ones"], "share a prefix ending in '_'"),
+    (["new-adapter", "x", "--param", "lora_A:08,r:zeros"], "no leading zero"),
+    (["new-adapter", "x", "--param", "lora_A:99999999,r:zeros"], "integers from 1 to"),
+    (["new-adapter", "x", "--param", "in_features:r:ones"], "'in_features' is taken"),
+    (["new-adapter", "x", "--param", "active_adapter:r:ones"], "'active_adapter' is taken"),
+    (["new-adapter", "x", "--param", "x_dropout:r:ones", "--param", "x_A:r,d_in:normal"], "dropout container"),
+    (["new-adapter", "float"], "no Python or C++ keyword"),
+    (["new-adapter", "osf"], "PEFT already has a method 'OSF'"),
+    (["new-adapter", "weight__lora"], "which 'weight_lora' already has"),
 ])
 def test_bad_descriptions_name_the_argument(tmp_path, capsys, argv, message):
     repo = copy_src(tmp_path / "repo")
@@ -112,9 +121,11 @@ def test_dry_run_lists_and_writes_nothing(tmp_path, capsys):
     assert snapshot(repo) == before
 
 
-def test_generated_python_is_clean_for_the_linter(tmp_path):
-    repo = scaffold(tmp_path)
-    pkg = repo / "src/python/gradguard/peft" / NAME
+@pytest.mark.parametrize("name", [NAME, "gated_lora"])  # class names sorting after and before `Linear` (isort)
+def test_generated_python_is_clean_for_the_linter(tmp_path, name):
+    repo = copy_src(tmp_path / "repo")
+    assert cli(["new-adapter", name, "--repo", str(repo)] + ARGS[2:]) == 0
+    pkg = repo / "src/python/gradguard/peft" / name
     ruff = [sys.executable, "-m", "ruff"]  # installed by .ci/setup (.ci/requirements-extra.txt)
     run = subprocess.run([*ruff, "check", "--no-cache", "--config", str(ROOT / "pyproject.toml"), str(pkg)],
                          capture_output=True, text=True)
@@ -313,8 +324,9 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 def tiny_llama():  # gradguard's tiny model, rebuilt here: this run must not import gradguard at all
     torch.manual_seed(0)
-    return LlamaForCausalLM(LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                                        num_key_value_heads=2, vocab_size=128, max_position_embeddings=64)).eval()
+    return LlamaForCausalLM(LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                        num_attention_heads=4, num_key_value_heads=2, vocab_size=128,
+                                        max_position_embeddings=64)).eval()
 
 def llama_batch(seed):
     ids = torch.randint(0, 128, (2, 8), generator=torch.Generator().manual_seed(seed))

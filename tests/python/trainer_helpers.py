@@ -27,12 +27,13 @@ class CopyTask(torch.utils.data.Dataset):
         return {"input_ids": self.ids[i], "labels": self.ids[i].clone()}
 
 
-def make_trainer(model, tmp_path, callback, steps: int = 30, lr: float = 3e-2):
+def make_trainer(model, tmp_path, callback, steps: int = 30, lr: float = 3e-2, **args_overrides):
     """A Trainer on CPU: batch 8, constant learning rate, a log line (loss) every step, nothing saved. ``callback``:
-    one TrainerCallback or a list of them."""
-    args = TrainingArguments(output_dir=str(tmp_path / "out"), max_steps=steps, per_device_train_batch_size=8,
-                             learning_rate=lr, logging_steps=1, report_to=[], save_strategy="no", use_cpu=True,
-                             disable_tqdm=True, seed=0, lr_scheduler_type="constant")
+    one TrainerCallback or a list of them; ``args_overrides`` go to TrainingArguments (e.g. a warmup schedule)."""
+    options = dict(output_dir=str(tmp_path / "out"), max_steps=steps, per_device_train_batch_size=8, learning_rate=lr,
+                   logging_steps=1, report_to=[], save_strategy="no", use_cpu=True, disable_tqdm=True, seed=0,
+                   lr_scheduler_type="constant")
+    args = TrainingArguments(**{**options, **args_overrides})
     callbacks = list(callback) if isinstance(callback, (list, tuple)) else [callback]
     return Trainer(model=model, args=args, train_dataset=CopyTask(), callbacks=callbacks)
 

@@ -39,7 +39,7 @@ run "already in src/adapters/registry.list" .venv/bin/gradguard new-adapter my_n
 run ok git status --short
 run ok quiet_setup
 run "not implemented: my_new_lora forward (eigen)" .venv/bin/gradguard gradcheck my_new_lora
-run fail "ctest --test-dir build -R my_new_lora | grep -E 'tests passed|Failed'"
+run "tests failed out of" "ctest --test-dir build -R my_new_lora | grep -E 'tests passed|Failed'"
 say ""; say "# writing the code of README step 2 (fixtures/scaffold/my_new_lora_fill.py applies exactly those blocks)"
 run ok ".venv/bin/python -c 'from pathlib import Path; from fixtures.scaffold.my_new_lora_fill import fill; fill(Path(\".\"))'"
 run ok quiet_setup

@@ -65,7 +65,8 @@ class GradGuardCallback(TrainerCallback):
         self.loss_fn = loss_fn
         self.reports: list[tuple[int, FlowReport]] = []  # (global step, report) of every check run
         self._snapshot: dict[str, torch.Tensor] = {}     # parameter -> value before the first optimizer step
-        self._had_grad: set[str] = set()                 # snapshotted parameters with a non-zero gradient so far
+        self._had_grad: set[str] = set()  # snapshotted parameters with a non-zero gradient and lr > 0 so far
+        self._zero_lr: set[str] = set()   # ... with a non-zero gradient only in steps whose learning rate was 0
 
     # --- the flow check --------------------------------------------------------------------------------------------
     def _batch(self, train_dataloader) -> dict:
@@ -103,14 +104,19 @@ class GradGuardCallback(TrainerCallback):
             trained = [n for n in report.checked if n in params and params[n].requires_grad]
             self._snapshot = {n: params[n].detach().clone() for n in trained}
             self._had_grad = set()
+            self._zero_lr = set()
 
-    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
-        # The gradients the optimizer is about to apply: a parameter whose gradient is None or all zeros in this step
-        # is not expected to move in it (an optimizer with momentum may still move it; that is never blamed).
-        if self._snapshot and model is not None:
-            for n, p in model.named_parameters():
-                if n in self._snapshot and p.grad is not None and bool(p.grad.ne(0).any()):
-                    self._had_grad.add(n)
+    def on_pre_optimizer_step(self, args, state, control, model=None, optimizer=None, **kwargs):
+        # The gradients the optimizer is about to apply. A parameter is expected to move in this step only when its
+        # gradient is non-zero and finite (a mixed-precision scaler skips a step with Inf/NaN gradients) and its param
+        # group's learning rate is above 0 (a warmup schedule starts at 0); momentum moving it otherwise is fine.
+        if not self._snapshot or model is None:
+            return
+        lr = {id(p): g.get("lr", 1.0) for g in getattr(optimizer, "param_groups", ()) for p in g["params"]}
+        for n, p in model.named_parameters():
+            if n in self._snapshot and p.grad is not None and bool(p.grad.ne(0).any()) \
+                    and bool(torch.isfinite(p.grad).all()):
+                (self._had_grad if lr.get(id(p), 1.0) > 0 else self._zero_lr).add(n)
 
     def on_step_end(self, args, state, control, model=None, optimizer=None, train_dataloader=None, **kwargs):
         if self._snapshot:
@@ -124,11 +130,16 @@ class GradGuardCallback(TrainerCallback):
         for n in [n for n in self._snapshot if n not in still]:
             del self._snapshot[n]
         late = [n for n in still if n in self._had_grad]
+        if step >= 2:  # the window closes: a gradient that only ever met a learning rate of 0 moved nothing either
+            late += [n for n in still if n in self._zero_lr and n not in self._had_grad]
         if late:
             for n in late:
                 del self._snapshot[n]
+            zero_lr = all(n in self._zero_lr and n not in self._had_grad for n in late)
+            why = ("their param group's learning rate was 0 in every step they had a gradient" if zero_lr else
+                   "learning rate 0, a stale optimizer, or an update overwritten")
             self._fail(f"gradguard: {len(late)} parameter(s) that got a non-zero gradient did not change in optimizer "
-                       f"step(s) 1..{step} (learning rate 0, a stale optimizer, or an update overwritten): "
-                       + ", ".join(late[:20]) + (" ..." if len(late) > 20 else ""), None)
+                       f"step(s) 1..{step} ({why}): " + ", ".join(late[:20]) + (" ..." if len(late) > 20 else ""),
+                       None)
         if step >= 2:
             self._snapshot.clear()

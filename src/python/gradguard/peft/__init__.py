@@ -16,10 +16,19 @@ ADAPTER_PACKAGES: list[str] = sorted(m.name for m in pkgutil.iter_modules(__path
                                      if m.ispkg and not m.name.startswith("_"))
 
 __all__ = ["ADAPTER_PACKAGES", "extend_peft_type", "register_adapter"]
-for _name in ADAPTER_PACKAGES:
-    _module = importlib.import_module(f".{_name}", __name__)
-    for _export in getattr(_module, "__all__", ()):
-        if _export != "Linear":  # every package has one; reach it as gradguard.peft.<name>.Linear
-            globals()[_export] = getattr(_module, _export)
-            __all__.append(_export)
-del _name, _module, _export
+
+
+def _import_adapters() -> None:
+    for name in ADAPTER_PACKAGES:
+        try:
+            module = importlib.import_module(f".{name}", __name__)
+        except Exception as e:  # name the package: one broken adapter must not be a mystery for all the others
+            raise ImportError(f"gradguard.peft.{name} (src/python/gradguard/peft/{name}/) failed to import: "
+                              f"{type(e).__name__}: {e}") from e
+        for export in getattr(module, "__all__", ()):
+            if export != "Linear":  # every package has one; reach it as gradguard.peft.<name>.Linear
+                globals()[export] = getattr(module, export)
+                __all__.append(export)
+
+
+_import_adapters()

@@ -69,6 +69,7 @@ def new_adapter(name: str, params: list[str] | None = None, repo: str | Path = "
     list_text = list_path.read_text(encoding="utf-8")
     if desc.name in _registered(list_text):
         raise ScaffoldError(f"argument 'NAME': '{desc.name}' is already in {REGISTRY_LIST}; expected a new name")
+    _check_name_is_free(desc, _registered(list_text), repo)
 
     files = {repo / rel: text for rel, text in cpp_files(desc).items()}
     files.update({repo / rel: text for rel, text in peft_files(desc, f"{PEFT_DIR}/{desc.name}", fork=False).items()})
@@ -93,6 +94,22 @@ def new_adapter(name: str, params: list[str] | None = None, repo: str | Path = "
     for path, text in edits.items():
         write_text(path, text)
     return result
+
+
+def _check_name_is_free(desc: AdapterDesc, registered: list[str], repo: Path) -> None:
+    """PEFT's own methods keep their names (registering ours under one would replace PEFT's config and tuner for
+    every saved adapter of that type), and two adapters never share class names (my_lora_2 and my_lora2 both make
+    MyLora2Config)."""
+    from peft.utils.peft_types import PeftType
+
+    ours = set(registered) | {p.name for p in (repo / PEFT_DIR).iterdir() if p.is_dir()}
+    if desc.peft_type in PeftType.__members__ and desc.name not in ours:
+        raise ScaffoldError(f"argument 'NAME': PEFT already has a method '{desc.peft_type}' (PeftType."
+                            f"{desc.peft_type}); expected a name PEFT does not use")
+    for other in ours:
+        if other != desc.name and AdapterDesc(other, ()).camel == desc.camel:
+            raise ScaffoldError(f"argument 'NAME': '{desc.name}' gives the class names {desc.camel}Config/"
+                                f"{desc.camel}Model, which '{other}' already has; expected another name")
 
 
 def _fork_base_module() -> str:

@@ -27,9 +27,13 @@ def _parse(path: Path) -> tuple[str, ast.Module]:
             from None
 
 
+def _newline(text: str) -> str:
+    return "\r\n" if "\r\n" in text else "\n"
+
+
 def _insert_after_line(text: str, line: int, addition: str) -> str:
     lines = text.splitlines(keepends=True)
-    return "".join(lines[:line]) + addition + "".join(lines[line:])
+    return "".join(lines[:line]) + addition.replace("\n", _newline(text)) + "".join(lines[line:])
 
 
 def _all_list(tree: ast.Module, path: Path) -> ast.List:
@@ -41,20 +45,28 @@ def _all_list(tree: ast.Module, path: Path) -> ast.List:
 
 
 def _append_to_all(text: str, tree: ast.Module, path: Path, names: list[str]) -> str:
-    """Adds the names as the list's last items, one per line, before its closing bracket."""
+    """Adds the names as the list's last items: one per line before a closing bracket on its own line, else inline
+    before it. A comma goes right after the current last item (never at the end of its line, where a comment may be)."""
     lst = _all_list(tree, path)
     lines = text.splitlines(keepends=True)
-    close = lines[lst.end_lineno - 1]
-    col = lst.end_col_offset - 1  # the "]"
-    before = close[:col].rstrip()
-    indent = " " * 4
-    if before.strip():  # "...]" on the line of the last item: end that item first
-        head = before + ("" if before.endswith(",") else ",") + "\n"
-        lines[lst.end_lineno - 1] = head + "".join(f'{indent}"{n}",\n' for n in names) + close[col:]
+    nl = _newline(text)
+    close_line, close_col = lst.end_lineno - 1, lst.end_col_offset - 1  # the "]"
+    last = lst.elts[-1] if lst.elts else None
+    def offset(line: int, col: int) -> int:  # (0-based line, column) -> position in text
+        return sum(len(x) for x in lines[:line]) + col
+
+    between = text[offset(last.end_lineno - 1, last.end_col_offset):offset(close_line, close_col)] if last else ""
+    needs_comma = last is not None and "," not in between.split("#")[0]
+    if not lines[close_line][:close_col].strip():  # "]" alone on its line
+        indent = " " * (last.col_offset if last is not None and last.lineno != lst.lineno else 4)
+        lines[close_line] = "".join(f'{indent}"{n}",{nl}' for n in names) + lines[close_line]
     else:
-        if lst.elts and not lines[lst.end_lineno - 2].rstrip().endswith(","):
-            lines[lst.end_lineno - 2] = lines[lst.end_lineno - 2].rstrip() + ",\n"
-        lines[lst.end_lineno - 1] = "".join(f'{indent}"{n}",\n' for n in names) + close
+        row = lines[close_line]
+        lines[close_line] = row[:close_col] + ("" if last is None else " ") + ", ".join(f'"{n}"' for n in names) \
+            + row[close_col:]
+    if needs_comma:  # after the last item itself; its line was not changed above unless it is the "]" line
+        row = lines[last.end_lineno - 1]
+        lines[last.end_lineno - 1] = row[:last.end_col_offset] + "," + row[last.end_col_offset:]
     return "".join(lines)
 
 

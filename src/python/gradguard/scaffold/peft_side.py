@@ -27,7 +27,7 @@ $registered"""
 
 $register_import
 from .config import ${camel}Config
-from .layer import Linear, ${camel}Layer
+from .layer import $layer_imports
 from .model import ${camel}Model
 
 __all__ = ["Linear", "${camel}Config", "${camel}Layer", "${camel}Model"]
@@ -121,7 +121,7 @@ MODEL_PY = Template('''\
 from __future__ import annotations
 
 $base_import
-from .layer import Linear, ${camel}Layer
+from .layer import $layer_imports
 
 
 class ${camel}Model(LowRankTuner):
@@ -154,7 +154,10 @@ def peft_files(desc: AdapterDesc, folder: str, fork: bool) -> dict[str, str]:
             reset_lines.append(f"        {default}")
     tensor_doc = "\n".join(f"      {t.name}: {t.words}, init {t.init}" for t in desc.tensors)
     containers = "(" + ", ".join(f'"{t.name}"' for t in desc.tensors) + ("," if len(desc.tensors) == 1 else "") + ")"
-    common = dict(name=desc.name, camel=desc.camel, peft_type=desc.peft_type, prefix=desc.prefix)
+    # isort's order (the linter's I001): the two class names sorted as strings
+    layer_imports = ", ".join(sorted(["Linear", f"{desc.camel}Layer"]))
+    common = dict(name=desc.name, camel=desc.camel, peft_type=desc.peft_type, prefix=desc.prefix,
+                  layer_imports=layer_imports)
     if fork:
         registered = "registered with PEFT as its own tuners are."
         register_import = "from peft.utils import register_peft_method"

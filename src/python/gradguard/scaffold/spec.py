@@ -18,7 +18,19 @@ SIZES = ("d_in", "d_out", "r")
 # PEFT's words for each init (the registry's peft_init, which the generic tests read: "zeros" and "ones" literally).
 INITS = {"zeros": "zeros", "ones": "ones", "kaiming": "kaiming_uniform(a=sqrt(5))", "normal": "normal(0, 0.02)"}
 # Names the base layer's tensors or PEFT's layer bookkeeping already use.
-RESERVED = {"weight", "bias", "base_layer", "r", "lora_alpha", "scaling", "use_rslora", "merged_adapters"}
+# Attributes the generated layer already has (the LowRankLayer base and PEFT's BaseTunerLayer/nn.Module add the rest,
+# checked by name at parse time): a tensor container of the same name would replace one of them.
+RESERVED = {"weight", "bias", "base_layer", "r", "lora_alpha", "scaling", "use_rslora", "merged_adapters",
+            "in_features", "out_features", "kwargs", "cast_input_dtype_enabled", "dropout"}
+MAX_SIZE = 1 << 20  # a literal size beyond this is a typo, not a layer
+# C++ keywords (and alternative tokens) that are valid Python identifiers: an adapter name becomes a C++ namespace.
+CPP_KEYWORDS = set("""alignas alignof and and_eq asm auto bitand bitor bool break case catch char char8_t char16_t
+    char32_t class compl concept const consteval constexpr constinit const_cast continue co_await co_return co_yield
+    decltype default delete do double dynamic_cast else enum explicit export extern false float for friend goto if
+    inline int long mutable namespace new noexcept not not_eq nullptr operator or or_eq private protected public
+    register reinterpret_cast requires return short signed sizeof static static_assert static_cast struct switch
+    template this thread_local throw true try typedef typeid typename union unsigned using virtual void volatile
+    wchar_t while xor xor_eq""".split())
 # The default description: LoRA's two factors.
 DEFAULT_PARAMS = ("lora_A:r,d_in:kaiming", "lora_B:d_out,r:zeros")
 
@@ -68,10 +80,11 @@ def common_prefix(names: list[str]) -> str:
 
 
 def parse_name(name: str) -> str:
-    if not NAME_RE.match(name) or keyword.iskeyword(name) or name.endswith("_") or len(name) > MAX_NAME:
+    if not NAME_RE.match(name) or keyword.iskeyword(name) or name in CPP_KEYWORDS or name.endswith("_") \
+            or len(name) > MAX_NAME:
         raise ScaffoldError(f"argument 'NAME': expected a snake_case adapter name (a lower-case letter, then "
-                            f"lower-case letters, digits or '_', not ending in '_', at most {MAX_NAME} characters), "
-                            f"got '{name}'")
+                            f"lower-case letters, digits or '_', not ending in '_', at most {MAX_NAME} characters, "
+                            f"no Python or C++ keyword), got '{name}'")
     return name
 
 
@@ -80,16 +93,18 @@ def parse_tensor(text: str) -> TensorDesc:
     if len(parts) != 3:
         raise ScaffoldError(f"argument '--param': expected NAME:SHAPE:INIT (e.g. lora_A:r,d_in:kaiming), got '{text}'")
     name, shape_text, init = (p.strip() for p in parts)
-    if not re.match(r"^[A-Za-z][A-Za-z0-9_]*$", name) or keyword.iskeyword(name):
-        raise ScaffoldError(f"argument '--param': expected a Python identifier as the tensor name, got '{name}'")
-    if name in RESERVED:
+    if not re.match(r"^[A-Za-z][A-Za-z0-9_]*$", name) or keyword.iskeyword(name) or name in CPP_KEYWORDS \
+            or len(name) > MAX_NAME:
+        raise ScaffoldError(f"argument '--param': expected an identifier (no Python or C++ keyword, at most "
+                            f"{MAX_NAME} characters) as the tensor name, got '{name}'")
+    if name in RESERVED or _layer_attribute(name):
         raise ScaffoldError(f"argument '--param': '{name}' is taken by the base layer or PEFT's bookkeeping; "
                             f"expected another name")
     shape = () if shape_text in ("", "scalar") else tuple(s.strip() for s in shape_text.split(","))
     for s in shape:
-        if s not in SIZES and not (s.isdigit() and int(s) > 0):
-            raise ScaffoldError(f"argument '--param {name}': expected sizes d_in, d_out, r or positive integers, "
-                                f"got '{s}'")
+        if s not in SIZES and not (re.fullmatch(r"[1-9][0-9]*", s) and int(s) <= MAX_SIZE):
+            raise ScaffoldError(f"argument '--param {name}': expected sizes d_in, d_out, r or integers from 1 to "
+                                f"{MAX_SIZE} (no leading zero), got '{s}'")
     if len(shape) > 2:
         raise ScaffoldError(f"argument '--param {name}': expected at most 2 sizes (the Eigen reference holds each "
                             f"tensor as a matrix), got {len(shape)}")
@@ -101,6 +116,14 @@ def parse_tensor(text: str) -> TensorDesc:
     return TensorDesc(name, shape, init)
 
 
+def _layer_attribute(name: str) -> bool:
+    """Whether the generated layer class already has an attribute ``name`` (PEFT's tuner-layer API, nn.Module's)."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+    from torch import nn
+
+    return hasattr(BaseTunerLayer, name) or hasattr(nn.Module, name)
+
+
 def parse_adapter(name: str, params: list[str] | None) -> AdapterDesc:
     name = parse_name(name)
     tensors = tuple(parse_tensor(p) for p in (params or DEFAULT_PARAMS))
@@ -108,6 +131,9 @@ def parse_adapter(name: str, params: list[str] | None) -> AdapterDesc:
     for t in tensors:
         if t.name in seen:
             raise ScaffoldError(f"argument '--param': tensor '{t.name}' is described twice")
+        if t.name == f"{name}_dropout":
+            raise ScaffoldError(f"argument '--param': '{t.name}' is the layer's dropout container; expected another "
+                                "name")
         seen.add(t.name)
     desc = AdapterDesc(name, tensors)
     if not desc.prefix:
