@@ -42,8 +42,10 @@ import gradguard as gg  # noqa: E402
 from bench_peft import _paired, _peft_params  # noqa: E402
 from gradguard.atomic import write_text  # noqa: E402
 from gradguard.bridge import layer_tensors, make_peft_layer  # noqa: E402
+from gradguard.registry import declares_cuda, rank_hp  # noqa: E402
 
-ADAPTERS = ["lora", "dora", "weight_lora", "my_lora"]
+# Every adapter with cuda kernels in this build, or (built without nvcc: the CPU smoke run) that the registry declares.
+ADAPTERS = gg.cuda_status()["adapters"] or declares_cuda()
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 
@@ -68,8 +70,8 @@ class Timer:
         return start.elapsed_time(end)
 
 
-def _hp(name: str, r: int) -> dict:
-    return {"r": r}
+def _hp(name: str, r: int, d: int) -> dict:
+    return rank_hp(name, r, d, d)  # the adapter's own rank hyper-parameter (AdaLoRA's init_r; none for IA3)
 
 
 def build(name: str, n: int, d: int, r: int, dtype: torch.dtype, device: torch.device, seed: int = 0):
@@ -77,12 +79,12 @@ def build(name: str, n: int, d: int, r: int, dtype: torch.dtype, device: torch.d
     torch.manual_seed(seed)
     base = nn.Linear(d, d, bias=True)
     base.requires_grad_(False)
-    layer = make_peft_layer(name, base, _hp(name, r))
+    layer = make_peft_layer(name, base, _hp(name, r, d))
     with torch.no_grad():
         for p in _peft_params(layer, name).values():  # no zero factor: every gradient is real work
             p.copy_(torch.randn_like(p) * 0.02 + (1.0 if p.dim() <= 1 else 0.0))
     layer = layer.to(device, dtype)
-    hp = gg._C.resolve_hyper(name, d, d, _hp(name, r))
+    hp = gg._C.resolve_hyper(name, d, d, _hp(name, r, d))
     backend = "cuda" if device.type == "cuda" else "torch"
     tensors = layer_tensors(layer, "default", name, hp)  # views of PEFT's parameters, made once (not timed)
 

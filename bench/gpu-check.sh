@@ -27,7 +27,9 @@ stage() {  # stage NAME LIMIT_SECONDS COMMAND...: runs it, records "NAME rc seco
   echo
   echo "=== [$(($(date +%s) - T0))s] $name"
   local t=$(date +%s)
-  timeout --signal=KILL "$limit" bash -c '"$@"' _ "$@"  # bash -c: stages may be the functions exported below
+  # SIGINT first, so pytest still writes its JUnit file and summary of what ran; SIGKILL 15 s later if that hangs.
+  # bash -c: stages may be the functions exported below.
+  timeout --signal=INT --kill-after=15 "$limit" bash -c '"$@"' _ "$@"
   local rc=$?
   echo "=== $name: exit $rc after $(($(date +%s) - t))s"
   echo "$name $rc $(($(date +%s) - t))" >>"$STAGES"
@@ -66,7 +68,7 @@ stage environment 60 environment
 stage build 300 build
 export PYTHONPATH="$ROOT/src/python${PYTHONPATH:+:$PYTHONPATH}"
 stage kernel-tests 60 "$KERNEL_TESTS" --gtest_output="json:$OUT/kernel-tests.json"
-stage pytest-cuda 200 "$PY" -m pytest -q -rs -p no:cacheprovider tests/python/test_cuda.py tests/python/test_fast_path.py \
+stage pytest-cuda 240 "$PY" -m pytest -q -rs -p no:cacheprovider tests/python/test_cuda.py tests/python/test_fast_path.py \
   --junitxml="$OUT/pytest-cuda.xml"
 stage bench 200 "$PY" bench/bench_gpu.py --reps 25 --warmup 3 --llama --json "$OUT/gpu-bench.json"
 export GG_SANITIZER=1

@@ -38,17 +38,6 @@ at::ScalarType parse_dtype(const std::string& dtype, const std::string& backend)
                                               : "float64 or float32 for the torch backend", "'" + dtype + "'");
 }
 
-TorchTensors case_tensors(const AdapterInfo& info, const AdapterCase<double>& c, at::ScalarType dtype,
-                          at::Device device = at::kCPU) {
-  TorchTensors t;
-  for (const auto* spec : info.present_tensors(c.hp))
-    t[spec->name] = to_torch(c.tensors.at(spec->name), spec->shape(c.dims, c.hp), dtype, device);
-  for (const auto& spec : info.detached)
-    if (spec.exists(c.hp) && c.tensors.count(spec.name))
-      t[spec.name] = to_torch(c.tensors.at(spec.name), spec.shape(c.dims, c.hp), dtype, device);
-  return t;
-}
-
 void require_backend(const std::string& backend) {
   if (backend != "torch" && backend != "cuda") throw InputError("backend", "'torch' or 'cuda'", "'" + backend + "'");
   if (backend == "cuda") {
@@ -58,6 +47,18 @@ void require_backend(const std::string& backend) {
 }
 
 }  // namespace
+
+TorchTensors case_tensors(const AdapterInfo& info, const AdapterCase<double>& c, at::ScalarType dtype,
+                          at::Device device) {
+  TorchTensors t;
+  for (const auto* spec : info.present_tensors(c.hp))
+    t[spec->name] = to_torch(c.tensors.at(spec->name), spec->shape(c.dims, c.hp), dtype, device);
+  for (const auto& spec : info.detached)
+    if (spec.exists(c.hp) && c.tensors.count(spec.name))
+      t[spec.name] = to_torch(c.tensors.at(spec.name), spec.shape(c.dims, c.hp), dtype, device);
+  return t;
+}
+
 
 Differentiable torch_differentiable(const AdapterInfo& info, const AdapterCase<double>& c, const std::string& backend) {
   require_backend(backend);

@@ -10,6 +10,10 @@
 
 namespace gg {
 
+// The case's tensors (every present one, and the detached constants it carries) in the registry's shapes.
+TorchTensors case_tensors(const AdapterInfo& info, const AdapterCase<double>& c, at::ScalarType dtype,
+                          at::Device device = at::kCPU);
+
 // The backend at float64 as a Differentiable (its analytic backward is what gets checked).
 Differentiable torch_differentiable(const AdapterInfo& info, const AdapterCase<double>& c,
                                     const std::string& backend = "torch");

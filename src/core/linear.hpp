@@ -25,4 +25,9 @@ Mat<T> forward_with_delta(const Mat<T>& x, const TensorMap<T>& t, const Mat<T>& 
   return y;
 }
 
+// The cuda backend's support line, for any entry with fused kernels (src/adapters/<name>/cuda.cpp).
+inline BackendSupport cuda_support() {
+  return {"cuda", {"float64", "float32", "bfloat16", "float16"}, "cuBLAS GEMMs + gradguard's fused kernels; needs a CUDA device"};
+}
+
 }  // namespace gg::linear

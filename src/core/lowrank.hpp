@@ -89,11 +89,6 @@ inline TensorSpec lora_B(std::string zero_grad_at_init = "", std::string peft_ke
           std::move(peft_key), std::move(init), std::move(zero_grad_at_init), {}};
 }
 
-// The cuda backend's support line, for entries with fused kernels (src/adapters/<name>/cuda.cpp).
-inline BackendSupport cuda_support() {
-  return {"cuda", {"float64", "float32", "bfloat16", "float16"}, "cuBLAS GEMMs + gradguard's fused kernels; needs a CUDA device"};
-}
-
 // An entry with what the family shares filled in (hyper-parameters, base tensors, scaling, rank bounds, both
 // backends at float64/float32, the rank-r cost model); the adapter adds its own tensors and overrides the rest.
 inline AdapterInfo family_entry(std::string name, std::string peft_type, std::string summary, EigenImpl<double> e64,

@@ -197,7 +197,7 @@ TEST(CudaKernels, GatedRankGrad) {
       [](DType t, const void* U, const void* S, const void* c, void* dS, void* cs, int64_t n, int64_t r, void* ws) {
         gated_rank_grad(t, U, S, c, dS, cs, n, r, ws, nullptr);
       },
-      gated_rank_grad_workspace, {{1, 1}, {5, 3}, {64, 16}, {1000, 33}, {4099, 8}, {20000, 64}});
+      gated_rank_grad_workspace, {{0, 3}, {1, 1}, {5, 3}, {64, 16}, {1000, 33}, {4099, 8}, {20000, 64}});
 }
 
 TEST(CudaKernels, ColumnDotScale) {
@@ -207,7 +207,7 @@ TEST(CudaKernels, ColumnDotScale) {
       [](DType t, const void* dY, const void* P, const void* g, void* dP, void* cs, int64_t n, int64_t d, void* ws) {
         column_dot_scale(t, dY, P, g, dP, cs, n, d, ws, nullptr);
       },
-      column_dot_scale_workspace, {{1, 1}, {3, 5}, {7, 256}, {100, 1000}, {513, 4104}, {2048, 1024}});
+      column_dot_scale_workspace, {{0, 5}, {1, 1}, {3, 5}, {7, 256}, {100, 1000}, {513, 4104}, {2048, 1024}});
 }
 
 TEST(CudaKernels, RowNormsProject) {

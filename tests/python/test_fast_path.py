@@ -7,7 +7,7 @@ import torch
 import gradguard as gg
 from gradguard.bridge import peft_config, peft_supported
 from gradguard.peft_defects import defect_free_hp
-from gradguard.registry import rank_hp
+from gradguard.registry import declares_cuda, rank_hp
 from gradguard.models import LLAMA_COMMON_DIMS, LLAMA_LINEARS, llama_batch, tiny_llama
 
 ADAPTERS = [name for name in gg.adapters() if peft_supported(name)]  # every adapter PEFT can apply
@@ -93,6 +93,8 @@ def test_bad_backend_names_the_argument():
 def test_cuda_status_says_why():
     s = gg.cuda_status()
     assert set(s) == {"available", "reason", "adapters"}
+    assert s["adapters"] in ([], declares_cuda())  # built without nvcc, or every adapter the registry says has kernels
+    assert {"lora", "dora", "weight_lora", "my_lora"} <= set(declares_cuda())
     assert s["available"] == (s["reason"] == "")
     if not s["available"]:
         assert "CUDA" in s["reason"] or "cuda" in s["reason"]

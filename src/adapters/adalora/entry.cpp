@@ -51,6 +51,7 @@ const AdapterInfo& adalora_info() {
         "a layer resized by a rank_pattern keeps ranknum at the initial rank while its tensors shrink; from_peft rejects "
         "such a layer rather than read a scaling that differs from alpha/(r + 1e-5)",
     };
+    a.backends.push_back(linear::cuda_support());
     a.layer_types = {"Linear", "Conv2d", "Conv1D"};
     return a;
   }();

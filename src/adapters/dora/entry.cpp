@@ -37,7 +37,7 @@ const AdapterInfo& dora_info() {
     };
     a.notes = {"exact_gradient=0 (default) checks PEFT's gradient, in which the weight norm is a constant; "
                "exact_gradient=1 checks the true gradient of the same forward"};
-    a.backends.push_back(lowrank::cuda_support());
+    a.backends.push_back(linear::cuda_support());
     a.layer_types = {"Linear", "Conv1d", "Conv2d", "Conv3d", "Embedding", "Conv1D"};
     // PEFT's lora_A reads every input channel of a grouped convolution and lora_B is grouped: gradguard expands the
     // base weight and lora_B block-diagonally (gradguard/layers.py GROUP_EXPANDED)

@@ -165,8 +165,9 @@ size_t column_dot_scale_workspace(DType dtype, int64_t n, int64_t d) {
 
 void column_dot_scale(DType dtype, const void* dY, const void* P, const void* g, void* dP, void* colsum, int64_t n,
                       int64_t d, void* workspace, void* stream) {
-  if (n <= 0 || d <= 0) throw std::runtime_error("column_dot_scale: n and d must be positive");
+  if (n < 0 || d <= 0) throw std::runtime_error("column_dot_scale: need n >= 0 and d > 0");
   const auto s = static_cast<cudaStream_t>(stream);
+  if (n == 0) return zero_sums(colsum, d, acc_size(dtype), s, "column_dot_scale");  // an empty batch: no rows to scale
   dispatch(dtype, [&](auto tag) {
     using T = decltype(tag);
     using A = acc_t<T>;

@@ -28,7 +28,7 @@ const AdapterInfo& ia3_info() {
     a.scaling = [](const HyperParams&) { return 1.0; };  // IA3 has no scaling factor: l is the whole update
     a.eigen64 = {ia3::forward<double>, ia3::backward<double>};
     a.eigen32 = {ia3::forward<float>, ia3::backward<float>};
-    a.backends = {{"eigen", {"float64", "float32"}, ""}, {"torch", {"float64", "float32"}, ""}};
+    a.backends = {{"eigen", {"float64", "float32"}, ""}, {"torch", {"float64", "float32"}, ""}, linear::cuda_support()};
     // The base GEMM plus one multiply per element of the scaled side (output: N·d_out, input: N·d_in).
     a.forward_cost = [](int64_t n, const Dims& d, const HyperParams& hp) {
       const double len = static_cast<double>(ia3::feedforward(hp) ? d.d_in : d.d_out);

@@ -28,7 +28,7 @@ const AdapterInfo& kasa_info() {
                          [](const Dims&, const HyperParams& hp) { return Shape{lowrank::rank(hp)}; },
                          "lora_diag.{adapter}", "randn (in the base weight's dtype)",
                          "lora_B is zero at init, so dL/dd = Σ (s·dY B) ⊙ (X Aᵀ) = 0", {}});
-    a.backends.push_back(lowrank::cuda_support());
+    a.backends.push_back(linear::cuda_support());
     a.notes = {
         "PEFT type LORA with kasa_config set: KaSA is a LoRA variant, not a tuner of its own",
         "at init the layer equals its (truncated) base layer, not the model's original one: the truncation changes the "

@@ -121,6 +121,7 @@ const AdapterInfo& loha_info() {
            "of hada_w1_a with the second side's core and mode factor (t2, w2_b) and that of hada_w2_a with the "
            "first's: both wrong whenever the two sides differ, which training makes them",
            "tests/python/test_peft_defects.py::test_known_peft_defect_loha_tucker_backward"});
+    a.backends.push_back(linear::cuda_support());  // cuda.cpp: the torch composition, in every float dtype
     a.layer_types = {"Linear", "Conv1d", "Conv2d"};
     a.grouped_convolutions = true;
     a.notes.push_back("on convolutions: the default form (hada_w*_b over in_channels·kernel), or with "

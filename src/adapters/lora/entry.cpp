@@ -14,7 +14,7 @@ const AdapterInfo& lora_info() {
     a.tensors.push_back({"lora_B_bias", TensorRole::trainable,
                          [](const Dims& d, const HyperParams&) { return Shape{d.d_out}; }, "lora_B.{adapter}.bias",
                          "zeros", "", [](const HyperParams& hp) { return hp.at("lora_bias") != 0.0; }});
-    a.backends.push_back(lowrank::cuda_support());
+    a.backends.push_back(linear::cuda_support());
     a.layer_types = {"Linear", "Conv1d", "Conv2d", "Conv3d", "Embedding", "Conv1D"};
     // PEFT's lora_A reads every input channel of a grouped convolution and lora_B is grouped: gradguard expands the
     // base weight and lora_B block-diagonally (gradguard/layers.py GROUP_EXPANDED)

@@ -14,7 +14,7 @@ const AdapterInfo& my_lora_info() {
                          [](const Dims&, const HyperParams& hp) { return Shape{lowrank::rank(hp)}; },
                          "lora_gate.{adapter}", "ones",
                          "lora_B is zero at init, so dL/dg = Σ (s·dY B) ⊙ (X Aᵀ) = 0", {}});
-    a.backends.push_back(lowrank::cuda_support());
+    a.backends.push_back(linear::cuda_support());
     return a;
   }();
   return info;

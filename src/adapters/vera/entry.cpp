@@ -40,6 +40,7 @@ const AdapterInfo& vera_info() {
         "uses their leading blocks, which from_peft reads out of the live layer rather than regenerating them",
         "PEFT accepts r > min(d_in, d_out) for VeRA (random projections), and so does gradguard",
     };
+    a.backends.push_back(linear::cuda_support());
     a.layer_types = {"Linear", "Conv1D"};
     return a;
   }();

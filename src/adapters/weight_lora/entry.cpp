@@ -18,7 +18,7 @@ const AdapterInfo& weight_lora_info() {
     a.tensors.push_back({"weight_lora_w", TensorRole::trainable,
                          [](const Dims&, const HyperParams&) { return Shape{}; }, "weight_lora_w.{adapter}", "ones",
                          "weight_lora_B is zero at init, so the gated term X A B is zero and so is dL/dw", {}});
-    a.backends.push_back(lowrank::cuda_support());
+    a.backends.push_back(linear::cuda_support());
     return a;
   }();
   return info;

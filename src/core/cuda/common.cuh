@@ -77,4 +77,9 @@ void sum_partials(const A* partial, A* out, int blocks, int64_t width, cudaStrea
   check_launch(what);
 }
 
+// The column sums of an empty batch (n = 0): every one is 0, and there is nothing else to write.
+inline void zero_sums(void* sums, int64_t width, size_t acc_bytes, cudaStream_t stream, const char* what) {
+  check(cudaMemsetAsync(sums, 0, static_cast<size_t>(width) * acc_bytes, stream), what);
+}
+
 }  // namespace gg::cuda

@@ -53,8 +53,9 @@ size_t gated_rank_grad_workspace(DType dtype, int64_t n, int64_t r) {
 
 void gated_rank_grad(DType dtype, const void* U, const void* S, const void* c, void* dS, void* colsum, int64_t n,
                      int64_t r, void* workspace, void* stream) {
-  if (n <= 0 || r <= 0) throw std::runtime_error("gated_rank_grad: n and r must be positive");
+  if (n < 0 || r <= 0) throw std::runtime_error("gated_rank_grad: need n >= 0 and r > 0");
   const auto s = static_cast<cudaStream_t>(stream);
+  if (n == 0) return zero_sums(colsum, r, acc_size(dtype), s, "gated_rank_grad");  // an empty batch: no rows to scale
   const int blocks = blocks_for(n);
   const int64_t rows_per_block = (n + blocks - 1) / blocks;
   dispatch(dtype, [&](auto tag) {

@@ -17,14 +17,16 @@ size_t acc_size(DType t);  // sizeof(double) for f64, sizeof(float) otherwise
 // Number of visible CUDA devices (0 when there is none or the driver is missing); `why` gets the driver's reason.
 int device_count(const char** why = nullptr);
 
-// The gate step of the gated low-rank adapters (weight_lora, my_lora): with U = dY·B̃ (N, r) and S = X·Ãᵀ (N, r),
+// The gate step of the gated low-rank adapters (src/core/cuda/gated_lowrank.hpp: weight_lora, my_lora, kasa,
+// adalora, vera): with U = dY·B̃ (N, r) and S = X·Ãᵀ (N, r),
 //   dS = U ⊙ c (c per column, acc[r]),   colsum[j] = Σ_n U[n,j]·S[n,j] (acc[r]),
 // in one pass over U and S. Workspace: gated_rank_grad_workspace(dtype, n, r) bytes.
 size_t gated_rank_grad_workspace(DType dtype, int64_t n, int64_t r);
 void gated_rank_grad(DType dtype, const void* U, const void* S, const void* c, void* dS, void* colsum, int64_t n,
                      int64_t r, void* workspace, void* stream);
 
-// DoRA's backward entry: with dY (N, d) and P = X·Vᵀ (N, d) (V the adapted weight) and g = m/‖V‖ (acc[d]),
+// DoRA's backward entry (IA3's too: the same column scale and dot): with dY (N, d) and P = X·Vᵀ (N, d) (V the
+// adapted weight) and g = m/‖V‖ (acc[d]),
 //   dP = dY ⊙ g (per column),   colsum[i] = Σ_n dY[n,i]·P[n,i] (acc[d]),
 // in one pass over dY and P instead of three. Workspace: column_dot_scale_workspace(dtype, n, d) bytes.
 size_t column_dot_scale_workspace(DType dtype, int64_t n, int64_t d);

@@ -22,6 +22,12 @@ def trainable_names(name: str, d_in: int, d_out: int, hp: dict) -> list[str]:
     return [t["name"] for t in info(name)["tensors"] if t["role"] == "trainable" and t["name"] in shapes]
 
 
+def declares_cuda() -> list[str]:
+    """Adapters whose registry entry declares the cuda backend, in registry order, whether or not this build compiled
+    it (``gg.cuda_status()["adapters"]`` is what the build has)."""
+    return [n for n in _C.adapters() if any(b["backend"] == "cuda" for b in info(n)["backends"])]
+
+
 def rank_hp(name: str, r: int, d_in: int, d_out: int) -> dict:
     """``{rank hyper-parameter: r}`` for an adapter with a rank (LoRA's ``r``, AdaLoRA's ``init_r``; nothing for IA3)
     plus the block sizes a ``d_in`` x ``d_out`` layer needs (GraLoRA's ``gralora_k``, ...): how generic code asks for

@@ -40,7 +40,7 @@ const AdapterInfo& ${name}_info() {
     // PeftDefaultInitIsIdentityAndZerosAreWherePredicted holds this to the maths).
 $tensors
     // When PEFT's default init does not leave the layer equal to its base layer: a.identity_at_init = false;
-    // Once cuda.cpp is written: a.backends.push_back(lowrank::cuda_support());
+    // Once cuda.cpp is written: a.backends.push_back(linear::cuda_support());
     return a;
   }();
   return info;
@@ -98,7 +98,7 @@ TORCH_HEADER = """\
 
 CUDA_HEADER = """\
 // $name on the cuda backend, scaffolded by `gradguard new-adapter`: compiled in every CUDA build but offered only once
-// entry.cpp declares the backend (a.backends.push_back(lowrank::cuda_support())). Compose cuBLAS GEMMs and fused
+// entry.cpp declares the backend (a.backends.push_back(linear::cuda_support())). Compose cuBLAS GEMMs and fused
 // kernels here, as src/core/cuda/gated_lowrank.hpp does for the LoRA family.
 #include "core/errors.hpp"
 #include "core/torch_backend.hpp"
