@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pytest
 
+import gradguard as gg
 from gradguard import gate as gate_mod
 from gradguard.progress import Progress
+from gradguard.registry import declares_cuda
 from gradguard.stats import mann_whitney_greater, u_statistic
 
 SLOWDOWN_ENV = "GG_BENCH_TEST_SLOWDOWN"
@@ -234,9 +236,10 @@ def test_unknown_adapter_and_unparsable_config(tmp_path):
     assert r.returncode == 2 and "TOML" in r.stderr
     r = run_gate(tmp_path / "absent.toml")
     assert r.returncode == 2 and "not found" in r.stderr
+    no_cuda = next(n for n in gg.adapters() if n not in declares_cuda())  # an adapter without the cuda backend
     for body, needle in (('baseline = "b.json"\n[correctness]\nadapters = ["lora"]\nbackends = []\n', "at least one"),
-                         ('baseline = "b.json"\n[correctness]\nadapters = ["loha"]\nbackends = ["cuda"]\n',
-                          "backends that loha has"),
+                         (f'baseline = "b.json"\n[correctness]\nadapters = ["{no_cuda}"]\nbackends = ["cuda"]\n',
+                          f"backends that {no_cuda} has"),
                          ('baseline = "b.json"\n[correctness]\nmodule_files = ["nope.py"]\n', "existing Python files")):
         bad.write_text(body)
         r = run_gate(bad)
