@@ -69,13 +69,8 @@ TorchGrads backward(const at::Tensor& x, const TorchTensors& t, const HyperParam
   const at::Tensor& A = t.at("lora_A");
   const at::Tensor& B = t.at("lora_B");
   const at::Tensor &S = saved.at("S"), &P = saved.at("P"), &n = saved.at("n"), &g = saved.at("g");
-  const int64_t rows = x.size(0), d_out = P.size(1);
   // dP = dY ⊙ g and colsum = Σ_n dY ⊙ P in one pass (src/adapters/dora/kernels.cu).
-  at::Tensor dP = at::empty_like(dy);
-  at::Tensor colsum = at::empty({d_out}, g.options());
-  at::Tensor ws = cuda::workspace(cuda::column_dot_scale_workspace(cuda::dtype_of(dy), rows, d_out), dy);
-  cuda::column_dot_scale(cuda::dtype_of(dy), dy.data_ptr(), P.data_ptr(), g.data_ptr(), dP.data_ptr(),
-                         colsum.data_ptr(), rows, d_out, ws.data_ptr(), cuda::stream());
+  const auto [dP, colsum] = cuda::scale_and_column_dot(dy, P, g);
   TorchGrads out;
   if (request.wants("lora_magnitude_vector")) out.dparams["lora_magnitude_vector"] = (colsum / n).to(x.scalar_type());
   // exact_gradient: dV = coef ⊙rows V with coef = −colsum·m/n³, so s·dV Aᵀ = s·coef ⊙rows (W Aᵀ + s·B AAᵀ) and

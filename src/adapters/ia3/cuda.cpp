@@ -24,18 +24,6 @@ at::Tensor scaled_weight(const at::Tensor& W, const at::Tensor& l, bool rows) {
   return W * (rows ? l.unsqueeze(1) : l.unsqueeze(0));
 }
 
-// (scaled, colsum) = (a ⊙ g, Σ_n a ⊙ p) per column, in one pass; g and colsum in the accumulation dtype.
-std::pair<at::Tensor, at::Tensor> column_dot_scale(const at::Tensor& a, const at::Tensor& p, const at::Tensor& g) {
-  const int64_t n = a.size(0), d = a.size(1);
-  const at::Tensor ac = a.contiguous(), pc = p.contiguous(), gc = g.to(cuda::acc_dtype(a)).contiguous();
-  at::Tensor scaled = at::empty_like(ac);
-  at::Tensor colsum = at::empty({d}, gc.options());
-  at::Tensor ws = cuda::workspace(cuda::column_dot_scale_workspace(cuda::dtype_of(ac), n, d), ac);
-  cuda::column_dot_scale(cuda::dtype_of(ac), ac.data_ptr(), pc.data_ptr(), gc.data_ptr(), scaled.data_ptr(),
-                         colsum.data_ptr(), n, d, ws.data_ptr(), cuda::stream());
-  return {scaled, colsum};
-}
-
 at::Tensor forward(const at::Tensor& x, const TorchTensors& t, const HyperParams& hp, TorchTensors* saved) {
   const at::Tensor& W = t.at("weight");
   const at::Tensor& l = t.at("ia3_l");
@@ -56,13 +44,13 @@ TorchGrads backward(const at::Tensor& x, const TorchTensors& t, const HyperParam
     return g;
   }
   if (input_form) {
-    const auto [dX, colsum] = column_dot_scale(at::mm(dy, W), x, input_scale(l, hp));
+    const auto [dX, colsum] = cuda::scale_and_column_dot(at::mm(dy, W), x, input_scale(l, hp));
     g.dparams["ia3_l"] = colsum.view({-1, ia3::conv_kernel(hp)}).sum(1).to(x.scalar_type());
     if (request.dx) g.dx = dX;
     return g;
   }
   const at::Tensor Z = saved_or(saved, "Z", [&] { return at::addmm(t.at("bias"), x, W.t()); });
-  const auto [dZ, colsum] = column_dot_scale(dy, Z, l);
+  const auto [dZ, colsum] = cuda::scale_and_column_dot(dy, Z, l);
   g.dparams["ia3_l"] = colsum.to(x.scalar_type());
   if (request.dx) g.dx = at::mm(dZ, W);
   return g;

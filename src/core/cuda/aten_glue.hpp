@@ -3,6 +3,8 @@
 #pragma once
 #include <ATen/ATen.h>
 
+#include <utility>
+
 #include "core/cuda/kernels.hpp"
 #include "core/errors.hpp"
 
@@ -27,6 +29,20 @@ void* stream();
 
 inline at::Tensor workspace(size_t bytes, const at::Tensor& like) {
   return at::empty({static_cast<int64_t>(bytes)}, like.options().dtype(at::kByte));
+}
+
+// The fused column_dot_scale on tensors: (a ⊙ g, Σ_n a ⊙ p) per column of a and p (N, d), in one pass; g is taken
+// and the column sums are returned in the accumulation dtype (DoRA's and IA3's backward entry).
+inline std::pair<at::Tensor, at::Tensor> scale_and_column_dot(const at::Tensor& a, const at::Tensor& p,
+                                                              const at::Tensor& g) {
+  const int64_t n = a.size(0), d = a.size(1);
+  const at::Tensor ac = a.contiguous(), pc = p.contiguous(), gc = g.to(acc_dtype(a)).contiguous();
+  at::Tensor scaled = at::empty_like(ac);
+  at::Tensor colsum = at::empty({d}, gc.options());
+  at::Tensor ws = workspace(column_dot_scale_workspace(dtype_of(ac), n, d), ac);
+  column_dot_scale(dtype_of(ac), ac.data_ptr(), pc.data_ptr(), gc.data_ptr(), scaled.data_ptr(), colsum.data_ptr(), n,
+                   d, ws.data_ptr(), stream());
+  return {scaled, colsum};
 }
 
 }  // namespace gg::cuda
